@@ -1,0 +1,53 @@
+"""Plain data describing what the cloud looks like: what `cloud.snapshot()` returns.
+
+No I/O and no openstacksdk types here, so the planner can be tested with hand-built data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    id: int
+    name: str
+    hosts: frozenset[str]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def availability_zone(self) -> str | None:
+        return self.metadata.get("availability_zone")
+
+
+@dataclass(frozen=True)
+class Host:
+    """A nova-compute host and its service."""
+
+    name: str
+    service_id: str
+    state: str = "up"  # "up" | "down": is nova-compute reporting in
+    status: str = "enabled"  # "enabled" | "disabled"
+    disabled_reason: str | None = None
+    # Instances on the host, any state. None: not counted (the host cannot move anyway).
+    instances: int | None = 0
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == "up"
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status == "enabled"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent-enough view of the cloud: aggregates by name, compute hosts by name."""
+
+    aggregates: Mapping[str, Aggregate]
+    hosts: Mapping[str, Host]
+
+    def aggregates_of(self, host: str) -> list[str]:
+        return sorted(name for name, agg in self.aggregates.items() if host in agg.hosts)
