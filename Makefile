@@ -7,6 +7,9 @@ CACHE_DIR ?= $(HOME)/.cache/gpupool
 
 .PHONY: test lint unit demo venv clean
 
+# Each area keeps its own targets in mk/<area>.mk.
+include $(wildcard mk/*.mk)
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
