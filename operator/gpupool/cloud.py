@@ -1,0 +1,312 @@
+"""Everything the operator says to OpenStack. The only module that imports openstacksdk.
+
+One `snapshot()` gathers aggregates, nova-compute services and instance counts in three Nova
+requests, whatever the fleet size. The move steps are one request each. Transient failures
+(5xx, timeouts, refused connections) are retried with backoff and jitter; an expired token is
+renewed by keystoneauth itself (it re-authenticates once on a 401); Nova's "already in aggregate"
+and "not in aggregate" answers count as done, so every step is idempotent. Everything else becomes
+one of our own exceptions, whose messages carry no credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import openstack
+import openstack.config
+from keystoneauth1 import exceptions as ksa_exceptions
+from openstack import exceptions as sdk_exceptions
+
+from .inventory import Aggregate, Host, Snapshot
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMPUTE_BINARY = "nova-compute"
+# The last microversion whose hypervisor list still carries running_vms: one request counts the
+# instances of every host. The mover re-checks each host with a servers query before it moves it.
+HYPERVISOR_COUNTS_MICROVERSION = "2.87"
+# Service ids are UUIDs and PUT /os-services/{id} exists from here on.
+SERVICE_UPDATE_MICROVERSION = "2.53"
+
+_ALREADY_IN_AGGREGATE = re.compile(r"already has host", re.IGNORECASE)
+_NOT_IN_AGGREGATE = re.compile(r"Cannot remove host .* in aggregate", re.IGNORECASE)
+_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+
+
+class CloudError(Exception):
+    """Something about the cloud went wrong. The message says what, and what to do."""
+
+
+class CloudConfigError(CloudError):
+    """The clouds.yaml entry is missing or unusable."""
+
+
+class CloudAuthError(CloudError):
+    """Keystone refused the credentials."""
+
+
+class CloudUnreachable(CloudError):
+    """The cloud did not answer, even after retries."""
+
+
+class NovaRequestError(CloudError):
+    """Nova refused a request in a way that is not an idempotent 'already done'."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RetryPolicy:
+    """Exponential backoff with full jitter: spreads retries of parallel moves apart."""
+
+    def __init__(self, attempts: int = 5, base_delay: float = 0.2, max_delay: float = 5.0, rng=None):
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        return self._rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+def _status_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "status_code", None)
+    if code is None:
+        code = getattr(exc, "http_status", None)
+    return code if isinstance(code, int) else None
+
+
+def _details(exc: BaseException) -> str:
+    """Nova's own error message, without URLs or request ids."""
+    details = getattr(exc, "details", None)
+    if details:
+        return str(details).strip()
+    return str(getattr(exc, "message", None) or exc).strip()
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ksa_exceptions.ConnectionError):
+        return True
+    return _status_code(exc) in _TRANSIENT_STATUS
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    return isinstance(exc, ksa_exceptions.Unauthorized) or _status_code(exc) == 401
+
+
+class Cloud:
+    """A connection to one clouds.yaml entry, with the few calls the operator needs."""
+
+    def __init__(
+        self,
+        cloud_name: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.cloud_name = cloud_name
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._conn = self._connect(cloud_name, timeout)
+
+    @staticmethod
+    def _connect(cloud_name: str, timeout: float):
+        try:
+            return openstack.connect(cloud=cloud_name, api_timeout=timeout)
+        except sdk_exceptions.ConfigException as exc:
+            known = _known_cloud_names()
+            hint = f"clouds.yaml has: {', '.join(known)}" if known else "no clouds.yaml entry was found"
+            raise CloudConfigError(
+                f"cloud {cloud_name!r} is not usable: {_details(exc)} ({hint}; set OS_CLIENT_CONFIG_FILE "
+                f"or --os-cloud to pick another)"
+            ) from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one Nova call with retries on transient failures; map errors to ours."""
+        last: BaseException | None = None
+        for attempt in range(self._retry.attempts):
+            try:
+                return fn()
+            except (sdk_exceptions.SDKException, ksa_exceptions.ClientException) as exc:
+                if _is_auth_failure(exc):
+                    raise CloudAuthError(
+                        f"{what}: Keystone refused the credentials of cloud {self.cloud_name!r}; "
+                        "check username, password, project and domain in clouds.yaml"
+                    ) from None
+                if isinstance(exc, ksa_exceptions.EndpointNotFound | sdk_exceptions.EndpointNotFound):
+                    raise CloudConfigError(
+                        f"{what}: cloud {self.cloud_name!r} has no compute endpoint in its catalog "
+                        "(check region_name and interface in clouds.yaml)"
+                    ) from None
+                if not _is_transient(exc):
+                    raise NovaRequestError(f"{what}: {_details(exc)}", _status_code(exc)) from None
+                last = exc
+                delay = self._retry.delay(attempt)
+                log.warning("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
+                self._sleep(delay)
+        assert last is not None
+        if isinstance(last, ksa_exceptions.ConnectionError):
+            raise CloudUnreachable(
+                f"{what}: cloud {self.cloud_name!r} did not answer after {self._retry.attempts} attempts "
+                f"({_brief(last)}); check auth_url in clouds.yaml and the network"
+            ) from None
+        raise NovaRequestError(
+            f"{what}: still failing after {self._retry.attempts} attempts: {_details(last)}",
+            _status_code(last),
+        ) from None
+
+    def _get_json(self, path: str, microversion: str | None = None) -> dict[str, Any]:
+        response = self._conn.compute.get(path, microversion=microversion)
+        sdk_exceptions.raise_from_response(response)
+        return response.json()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Aggregates, nova-compute hosts and their instance counts: three Nova requests."""
+        aggregates = self._call("list aggregates", lambda: list(self._conn.compute.aggregates()))
+        services = self._call(
+            "list compute services", lambda: list(self._conn.compute.services(binary=COMPUTE_BINARY))
+        )
+        counts = self._call("count instances per host", self._instance_counts)
+        hosts = {}
+        for service in services:
+            hosts[service.host] = Host(
+                name=service.host,
+                service_id=str(service.id),
+                state=service.state or "down",
+                status=service.status or "disabled",
+                disabled_reason=service.disabled_reason,
+                instances=counts.get(service.host),
+            )
+        return Snapshot(
+            aggregates={
+                agg.name: Aggregate(
+                    id=int(agg.id),
+                    name=agg.name,
+                    hosts=frozenset(agg.hosts or ()),
+                    metadata=dict(agg.metadata or {}),
+                )
+                for agg in aggregates
+            },
+            hosts=hosts,
+        )
+
+    def _instance_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        path = "/os-hypervisors/detail"
+        while path:
+            body = self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
+            for hypervisor in body.get("hypervisors", []):
+                host = (hypervisor.get("service") or {}).get("host")
+                if host is not None:
+                    counts[host] = counts.get(host, 0) + int(hypervisor.get("running_vms") or 0)
+            path = _next_link(body.get("hypervisors_links"))
+        return counts
+
+    def instances_on(self, host: str) -> int:
+        """Authoritative: does any instance, in any state, sit on this host? (0 or 1, one request)."""
+
+        def query() -> int:
+            body = self._get_json(f"/servers?all_tenants=1&host={quote(host)}&limit=1")
+            return len(body.get("servers", []))
+
+        return self._call(f"list instances on {host}", query)
+
+    # -- move steps ---------------------------------------------------------------------------
+
+    def disable_service(self, host: Host, reason: str) -> None:
+        self._call(
+            f"disable nova-compute on {host.name}",
+            lambda: _checked(
+                self._conn.compute.put(
+                    f"/os-services/{host.service_id}",
+                    json={"status": "disabled", "disabled_reason": reason},
+                    microversion=SERVICE_UPDATE_MICROVERSION,
+                )
+            ),
+        )
+
+    def enable_service(self, host: Host) -> None:
+        self._call(
+            f"enable nova-compute on {host.name}",
+            lambda: _checked(
+                self._conn.compute.put(
+                    f"/os-services/{host.service_id}",
+                    json={"status": "enabled"},
+                    microversion=SERVICE_UPDATE_MICROVERSION,
+                )
+            ),
+        )
+
+    def remove_host(self, aggregate: Aggregate, host: str) -> None:
+        """Remove a host from an aggregate; 'not in the aggregate' means it is already done."""
+        try:
+            self._call(
+                f"remove {host} from {aggregate.name}",
+                lambda: self._conn.compute.remove_host_from_aggregate(str(aggregate.id), host),
+            )
+        except NovaRequestError as exc:
+            if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
+                return
+            raise
+
+    def add_host(self, aggregate: Aggregate, host: str) -> None:
+        """Add a host to an aggregate; 'already has host' means it is already done."""
+        try:
+            self._call(
+                f"add {host} to {aggregate.name}",
+                lambda: self._conn.compute.add_host_to_aggregate(str(aggregate.id), host),
+            )
+        except NovaRequestError as exc:
+            if exc.status_code == 409 and _ALREADY_IN_AGGREGATE.search(str(exc)):
+                return
+            raise
+
+    def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
+        self._call(
+            f"set metadata on {aggregate.name}",
+            lambda: self._conn.compute.set_aggregate_metadata(str(aggregate.id), metadata),
+        )
+
+
+def _checked(response) -> None:
+    sdk_exceptions.raise_from_response(response)
+
+
+def _next_link(links: list[dict[str, str]] | None) -> str | None:
+    for link in links or ():
+        if link.get("rel") == "next":
+            href = link["href"]
+            # The link is absolute; the adapter wants the path below the compute endpoint.
+            index = href.find("/os-hypervisors")
+            return href[index:] if index >= 0 else None
+    return None
+
+
+def _brief(exc: BaseException) -> str:
+    code = _status_code(exc)
+    kind = type(exc).__name__
+    return f"{kind} {code}" if code else kind
+
+
+def _known_cloud_names() -> list[str]:
+    try:
+        return sorted(openstack.config.OpenStackConfig().get_cloud_names())
+    except Exception:  # a broken clouds.yaml: the caller's message already says so
+        return []

@@ -1,0 +1,147 @@
+"""Moves one host between aggregates with the crash-safe protocol of docs/architecture.md.
+
+1. disable the host's nova-compute service with the intent as its reason (durable, in Nova)
+2. re-check that the host is empty (the plan's snapshot may be stale)
+3. remove it from the source aggregate ("not in aggregate" counts as done)
+4. add it to the target aggregate ("already has host" counts as done)
+5. enable the service again, which clears the intent
+
+Every step is idempotent. A move found half-done (service disabled with our reason) resumes
+from the first step whose effect is missing, so a crash anywhere finishes the move on restart.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .cloud import Cloud, CloudError, NovaRequestError
+from .intent import MoveIntent, parse_reason
+from .inventory import Aggregate, Host, Snapshot
+from .planner import Move
+
+log = logging.getLogger(__name__)
+
+
+class Step(enum.StrEnum):
+    DISABLE = "Disable"
+    VERIFY_EMPTY = "VerifyEmpty"
+    REMOVE = "RemoveFromSource"
+    ADD = "AddToTarget"
+    ENABLE = "Enable"
+
+
+class Outcome(enum.StrEnum):
+    MOVED = "Moved"
+    # The host gained an instance since the plan: re-enabled where it was, nothing changed.
+    ABORTED = "Aborted"
+    # Nova refused a step; the host was put back where it came from (or left for the next pass).
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    move: Move
+    outcome: Outcome
+    message: str
+
+
+ProgressCallback = Callable[[Move, Step], None]
+
+
+def resume_step(move: Move, host: Host, snapshot: Snapshot) -> Step:
+    """Where a move stands, judged from the cloud alone."""
+    intent = parse_reason(host.disabled_reason) if not host.is_enabled else None
+    if intent != MoveIntent(move.source, move.target):
+        return Step.DISABLE
+    source = snapshot.aggregates.get(move.source)
+    target = snapshot.aggregates.get(move.target)
+    in_source = source is not None and move.host in source.hosts
+    in_target = target is not None and move.host in target.hosts
+    if in_source and not in_target:
+        return Step.VERIFY_EMPTY
+    if in_target and not in_source:
+        return Step.ENABLE
+    if in_source and in_target:
+        return Step.REMOVE
+    # Removed from the source but not yet added: it was verified empty before removal.
+    return Step.ADD
+
+
+class Mover:
+    def __init__(
+        self,
+        cloud: Cloud,
+        *,
+        allow_instances: bool = False,
+        on_step: ProgressCallback | None = None,
+    ):
+        self._cloud = cloud
+        self._allow_instances = allow_instances
+        self._on_step = on_step or (lambda move, step: None)
+
+    def run(self, move: Move, snapshot: Snapshot) -> MoveResult:
+        """Carry a move out from wherever it stands. Never raises for Nova's refusals."""
+        host = snapshot.hosts[move.host]
+        source = snapshot.aggregates[move.source]
+        target = snapshot.aggregates[move.target]
+        order = list(Step)
+        first = resume_step(move, host, snapshot)
+        for step in order[order.index(first) :]:
+            self._on_step(move, step)
+            try:
+                if step is Step.DISABLE:
+                    self._cloud.disable_service(host, MoveIntent(move.source, move.target).reason())
+                elif step is Step.VERIFY_EMPTY:
+                    if not self._allow_instances and self._cloud.instances_on(move.host):
+                        self._cloud.enable_service(host)
+                        return MoveResult(
+                            move, Outcome.ABORTED, f"{move.host} has instances now; left in {move.source}"
+                        )
+                elif step is Step.REMOVE:
+                    self._cloud.remove_host(source, move.host)
+                elif step is Step.ADD:
+                    self._cloud.add_host(target, move.host)
+                else:
+                    self._cloud.enable_service(host)
+            except CloudError as exc:
+                return self._undo(move, host, source, target, step, exc)
+        return MoveResult(move, Outcome.MOVED, f"{move.host} moved from {move.source} to {move.target}")
+
+    def _leave_target(self, target: Aggregate, host: str) -> None:
+        """After a failed add whose outcome is unknown: make sure the host is not in the target."""
+        try:
+            self._cloud.remove_host(target, host)
+        except NovaRequestError as exc:
+            if exc.status_code != 404:  # the target aggregate is gone: nothing to leave
+                raise
+
+    def _undo(
+        self, move: Move, host: Host, source: Aggregate, target: Aggregate, failed: Step, error: CloudError
+    ) -> MoveResult:
+        """A step failed for good. Until the host has reached its target, put it back in its source
+        and enable it again. Once it has (or if undoing fails too), the intent stays on the service
+        and the next pass resumes the move from there.
+        """
+        log.warning(
+            "move of %s from %s to %s failed at %s: %s", move.host, move.source, move.target, failed, error
+        )
+        if failed is Step.ENABLE:
+            return MoveResult(
+                move, Outcome.FAILED, f"{error}; {move.host} is in {move.target}, enabling is retried"
+            )
+        try:
+            if failed is Step.ADD:
+                self._leave_target(target, move.host)
+            if failed in (Step.REMOVE, Step.ADD):
+                self._cloud.add_host(source, move.host)
+            self._cloud.enable_service(host)
+        except CloudError as exc:
+            return MoveResult(
+                move,
+                Outcome.FAILED,
+                f"{error}; could not put {move.host} back yet ({exc}), the next pass resumes it",
+            )
+        return MoveResult(move, Outcome.FAILED, f"{error}; {move.host} stays in {move.source}")
