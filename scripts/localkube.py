@@ -407,7 +407,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited process not yet reaped by its (new) parent is a zombie: dead
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
 
 
 def _is_ours(pid: int, state_dir: Path) -> bool:
@@ -447,14 +451,24 @@ def _tail(path: Path, n: int = 40) -> str:
         return ""
 
 
-def _spawn(cmd: list[str], log: Path, pidfile: Path) -> subprocess.Popen:
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGKILL when the starting process dies,
+    so a killed test run leaves no etcd/kube-apiserver behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _spawn(cmd: list[str], log: Path, pidfile: Path, die_with_parent: bool) -> subprocess.Popen:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # not killed by the terminal's Ctrl-C; stopped explicitly
+            start_new_session=True,  # not hit by the terminal's Ctrl-C; stopped explicitly
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
         )
     pidfile.write_text(f"{proc.pid}\n")
     return proc
@@ -501,18 +515,20 @@ def start(
     extra_apiserver_args: list[str] | tuple[str, ...] = (),
     timeout: float = 60,
     attempts: int = 3,
+    detach: bool = False,
 ) -> ControlPlane:
     """Start etcd and kube-apiserver on free 127.0.0.1 ports and wait until /readyz is ok.
 
-    state_dir=None uses a fresh temporary directory, removed again by stop(). The
-    processes run in their own sessions; call ControlPlane.stop() (or stop(state_dir)).
+    state_dir=None uses a fresh temporary directory, removed again by stop(). Stop with
+    ControlPlane.stop() (or stop(state_dir)). Unless detach=True (as `up` uses), the
+    processes are killed when the calling process dies (Linux).
     """
     binaries = binaries or ensure_binaries()
     temporary = state_dir is None
     sd = Path(tempfile.mkdtemp(prefix="localkube-")) if temporary else Path(state_dir).resolve()
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(sd, binaries, list(extra_apiserver_args), timeout, temporary)
+            return _start_once(sd, binaries, list(extra_apiserver_args), timeout, temporary, detach)
         except LocalKubeError as e:
             # A free port taken between probing and binding is the usual reason to retry.
             if attempt == attempts or "address already in use" not in str(e):
@@ -523,7 +539,9 @@ def start(
     raise AssertionError("unreachable")
 
 
-def _start_once(sd: Path, b: Binaries, extra: list[str], timeout: float, temporary: bool) -> ControlPlane:
+def _start_once(
+    sd: Path, b: Binaries, extra: list[str], timeout: float, temporary: bool, detach: bool
+) -> ControlPlane:
     if (sd / "state.json").exists():
         old = ControlPlane.load(sd)
         if _pid_alive(old.apiserver_pid) and _is_ours(old.apiserver_pid, sd):
@@ -562,6 +580,7 @@ def _start_once(sd: Path, b: Binaries, extra: list[str], timeout: float, tempora
             ],
             sd / "etcd.log",
             sd / "etcd.pid",
+            not detach,
         )
         procs.append(etcd)
         _wait("etcd", etcd, sd / "etcd.log", lambda: _etcd_healthy(etcd_url), timeout)
@@ -593,6 +612,7 @@ def _start_once(sd: Path, b: Binaries, extra: list[str], timeout: float, tempora
             ],
             sd / "kube-apiserver.log",
             sd / "kube-apiserver.pid",
+            not detach,
         )
         procs.append(apiserver)
         _wait(
@@ -674,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             bins = ensure_binaries()
             print(json.dumps({k: str(v) for k, v in dataclasses.asdict(bins).items()}, indent=2))
         elif args.cmd == "up":
-            cp = start(args.state_dir)
+            cp = start(args.state_dir, detach=True)
             print(_exports(cp), end="")
             _log(f"logs in {cp.state_dir}; stop with `make cluster-down`")
         elif args.cmd == "down":

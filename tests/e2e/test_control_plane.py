@@ -189,3 +189,14 @@ bogus: 1
     widgets.kubectl("apply", "--validate=false", "-f", "-", input=w)
     spec = widgets.kubectl_json("get", "widget", "strict", "-n", "widgets")["spec"]
     assert spec == {"minReplicas": 1, "maxReplicas": 2}
+
+
+def test_python_kubernetes_client_uses_the_kubeconfig(kube):
+    # The operator's client stack (kubernetes / kopf) talks to it with the same kubeconfig.
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kube.kubeconfig)))
+    names = {ns.metadata.name for ns in api.list_namespace().items}
+    assert "kube-system" in names
+    ver = client.VersionApi(api.api_client).get_code()
+    assert ver.git_version == kube.version
