@@ -1,0 +1,613 @@
+"""A real OpenStack Nova (nova-api + Keystone + Placement) on 127.0.0.1, for the conformance tier.
+
+Stdlib only: runs with any Python >= 3.10 and is imported by tests/conformance/conftest.py.
+
+    python scripts/realnova/realnova.py install              # once per machine (cached venv)
+    python scripts/realnova/realnova.py up --state-dir DIR   # start; prints the export line
+    python scripts/realnova/realnova.py register --state-dir DIR < fleet.json
+    python scripts/realnova/realnova.py down --state-dir DIR
+
+What runs: Keystone (fernet tokens), Placement and nova-api, each under gunicorn with SQLite
+databases, plus a stub network service that answers empty lists (netstub.py). No nova-compute:
+register.py writes compute services, compute nodes, host mappings, Placement resource providers
+and instances through nova's own objects, as a booting nova-compute (and the scheduler) would.
+The PyPI packages live in a venv under ${GPUPOOL_CACHE:-~/.cache/gpupool}/realnova-<versions>/,
+built once and reused (stamp file); constraints.txt pins every dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import grp
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+CONSTRAINTS = HERE / "constraints.txt"
+
+NOVA_VERSION = "34.0.0"
+KEYSTONE_VERSION = "30.0.0"
+PLACEMENT_VERSION = "16.0.0"
+REQUIREMENTS = [
+    f"nova=={NOVA_VERSION}",
+    f"keystone=={KEYSTONE_VERSION}",
+    f"openstack-placement=={PLACEMENT_VERSION}",
+    "gunicorn",
+]
+CLOUD_NAME = "realnova"
+REGION = "RegionOne"
+START_TIMEOUT = 180.0
+
+
+class RealNovaError(Exception):
+    """Installing or starting the real Nova failed; the message says where to look."""
+
+
+# -- install ----------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GPUPOOL_CACHE") or Path.home() / ".cache" / "gpupool")
+
+
+def venv_dir(root: Path | None = None) -> Path:
+    root = root or cache_root()
+    digest = hashlib.sha256()
+    digest.update("\n".join(REQUIREMENTS).encode())
+    digest.update(CONSTRAINTS.read_bytes())
+    digest.update(f"{sys.version_info.major}.{sys.version_info.minor}".encode())
+    name = f"realnova-nova{NOVA_VERSION}-keystone{KEYSTONE_VERSION}-placement{PLACEMENT_VERSION}"
+    return root / f"{name}-{digest.hexdigest()[:10]}"
+
+
+def ensure_installed(log=print) -> Path:
+    """The venv with nova, keystone and placement: built once (about a minute), then reused."""
+    venv = venv_dir()
+    stamp = venv / ".installed"
+    if stamp.exists():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / ".realnova.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel install waits, then finds the stamp
+        if stamp.exists():
+            return venv
+        log(
+            f"realnova: installing nova {NOVA_VERSION}, keystone {KEYSTONE_VERSION}, placement "
+            f"{PLACEMENT_VERSION} into {venv} (once per machine, about a minute)"
+        )
+        started = time.monotonic()
+        shutil.rmtree(venv, ignore_errors=True)
+        install_log = venv.parent / f"{venv.name}.install.log"
+        with open(install_log, "w") as out:
+            steps = [
+                [sys.executable, "-m", "venv", str(venv)],
+                [str(venv / "bin" / "pip"), "install", "--quiet", "-c", str(CONSTRAINTS), *REQUIREMENTS],
+            ]
+            for cmd in steps:
+                rc = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                ).returncode
+                if rc != 0:
+                    raise RealNovaError(
+                        f"installing the real Nova failed ({' '.join(cmd[:3])} ... exited {rc}); "
+                        f"log: {install_log}\n{_tail(install_log, 30)}"
+                    )
+        stamp.write_text("\n".join(REQUIREMENTS) + "\n")
+        log(f"realnova: installed in {time.monotonic() - started:.0f}s")
+    return venv
+
+
+# -- the running services -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _render(name: str, dest: Path, values: dict[str, str]) -> None:
+    text = string.Template((TEMPLATES / name).read_text()).substitute(values)
+    dest.write_text(text)
+    dest.chmod(0o600)
+
+
+class RealNova:
+    """One real Nova deployment in a state directory: configs, databases, logs, pids."""
+
+    def __init__(self, state_dir: str | Path, venv: Path | None = None):
+        self.state = Path(state_dir).resolve()
+        self.logs = self.state / "logs"
+        self.venv = venv
+        self.info: dict = {}
+        state_file = self.state / "state.json"
+        if state_file.exists():
+            self.info = json.loads(state_file.read_text())
+            self.venv = self.venv or Path(self.info["venv"])
+
+    # paths and facts
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.state / "clouds.yaml"
+
+    @property
+    def cloud_name(self) -> str:
+        return CLOUD_NAME
+
+    def env(self) -> dict[str, str]:
+        """Environment for an openstack client (the operator, `openstack`) to reach this cloud."""
+        return {"OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": CLOUD_NAME}
+
+    def _bin(self, name: str) -> str:
+        assert self.venv is not None
+        return str(self.venv / "bin" / name)
+
+    def _conf(self, service: str) -> list[str]:
+        return ["--config-file", str(self.state / f"{service}.conf")]
+
+    def _svc_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith("OS_")]:
+            del env[key]
+        env.update(
+            OS_NOVA_CONFIG_DIR=str(self.state),
+            OS_PLACEMENT_CONFIG_DIR=str(self.state),
+            OS_KEYSTONE_CONFIG_DIR=str(self.state),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def _run(self, logname: str, *cmd: str, extra_env: dict[str, str] | None = None) -> None:
+        env = self._svc_env()
+        env.update(extra_env or {})
+        log = self.logs / f"{logname}.log"
+        with open(log, "a") as out:
+            out.write(f"$ {' '.join(cmd)}\n")
+            out.flush()
+            rc = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.state
+            ).returncode
+        if rc != 0:
+            raise RealNovaError(f"{' '.join(cmd[:3])} exited {rc}; log {log}:\n{_tail(log, 30)}")
+
+    def _spawn(self, name: str, cmd: list[str]) -> None:
+        log = self.logs / f"{name}.log"
+        out = open(log, "a")  # noqa: SIM115 (the child keeps it)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._svc_env(),
+            start_new_session=True,
+            cwd=self.state,
+        )
+        out.close()
+        self.info.setdefault("pids", {})[name] = proc.pid
+        self._save()
+
+    def _save(self) -> None:
+        (self.state / "state.json").write_text(json.dumps(self.info, indent=2))
+
+    def _wait_http(self, name: str, url: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        pid = self.info["pids"][name]
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return
+            except (urllib.error.URLError, OSError):
+                pass
+            if not _alive(pid):
+                raise RealNovaError(
+                    f"{name} exited while starting; log {self.logs / name}.log:\n"
+                    f"{_tail(self.logs / f'{name}.log', 40)}"
+                )
+            time.sleep(0.2)
+        raise RealNovaError(
+            f"{name} did not answer {url} within {START_TIMEOUT:.0f}s; log:\n"
+            f"{_tail(self.logs / f'{name}.log', 40)}"
+        )
+
+    def log_tails(self, lines: int = 40) -> str:
+        parts = []
+        for log in sorted(self.logs.glob("*.log")):
+            parts.append(f"----- {log.name} (last {lines} lines) -----\n{_tail(log, lines)}")
+        return "\n".join(parts)
+
+    # lifecycle
+    def up(self) -> None:
+        if self.venv is None:
+            self.venv = ensure_installed()
+        started = time.monotonic()
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        (self.state / "lock").mkdir(exist_ok=True)
+        ports = {name: _free_port() for name in ("keystone", "placement", "nova", "network")}
+        password = secrets.token_urlsafe(24)
+        keystone_url = f"http://127.0.0.1:{ports['keystone']}"
+        self.info = {
+            "venv": str(self.venv),
+            "ports": ports,
+            "keystone_url": keystone_url,
+            "compute_url": f"http://127.0.0.1:{ports['nova']}/v2.1",
+            "pids": {},
+        }
+        self._save()
+        values = {"state": str(self.state), "keystone_url": keystone_url, "password": password}
+        for name in ("keystone.conf", "placement.conf", "nova.conf"):
+            _render(name, self.state / name, values)
+        shutil.copy(self.venv / "etc" / "nova" / "api-paste.ini", self.state / "api-paste.ini")
+        self._write_clouds_yaml(keystone_url, password)
+
+        errors: list[BaseException] = []
+
+        def guarded(fn):
+            def run():
+                try:
+                    fn()
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            return threading.Thread(target=run)
+
+        def keystone():
+            user = pwd.getpwuid(os.getuid()).pw_name
+            group = grp.getgrgid(os.getgid()).gr_name
+            self._run("keystone-manage", self._bin("keystone-manage"), *self._conf("keystone"), "db_sync")
+            self._run(
+                "keystone-manage",
+                self._bin("keystone-manage"),
+                *self._conf("keystone"),
+                "fernet_setup",
+                "--keystone-user",
+                user,
+                "--keystone-group",
+                group,
+            )
+            self._run(
+                "keystone-manage",
+                self._bin("keystone-manage"),
+                *self._conf("keystone"),
+                "credential_setup",
+                "--keystone-user",
+                user,
+                "--keystone-group",
+                group,
+            )
+            self._run(
+                "keystone-manage",
+                self._bin("keystone-manage"),
+                *self._conf("keystone"),
+                "bootstrap",
+                "--bootstrap-admin-url",
+                f"{keystone_url}/v3",
+                "--bootstrap-internal-url",
+                f"{keystone_url}/v3",
+                "--bootstrap-public-url",
+                f"{keystone_url}/v3",
+                "--bootstrap-region-id",
+                REGION,
+                extra_env={"OS_BOOTSTRAP_PASSWORD": password},
+            )
+            _wal(self.state / "keystone.db")
+            self._spawn(
+                "keystone", self._gunicorn(ports["keystone"], "keystone.wsgi.api:application", threads=4)
+            )
+            self._wait_http("keystone", f"{keystone_url}/v3")
+            self._register_catalog(keystone_url, password, ports)
+
+        def placement():
+            self._run(
+                "placement-manage", self._bin("placement-manage"), *self._conf("placement"), "db", "sync"
+            )
+            _wal(self.state / "placement.db")
+
+        def nova():
+            manage = self._bin("nova-manage")
+            conf = self._conf("nova")
+            self._run("nova-manage", manage, *conf, "api_db", "sync")
+            self._run(
+                "nova-manage",
+                manage,
+                *conf,
+                "cell_v2",
+                "map_cell0",
+                "--database_connection",
+                f"sqlite:///{self.state}/nova_cell0.db",
+            )
+            self._run("nova-manage", manage, *conf, "cell_v2", "create_cell", "--name", "cell1", "--verbose")
+            self._run("nova-manage", manage, *conf, "db", "sync")
+            for db in ("nova_api.db", "nova.db", "nova_cell0.db"):
+                _wal(self.state / db)
+
+        threads = [guarded(fn) for fn in (keystone, placement, nova)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+        # Placement runs single-threaded: SQLite and concurrent writers do not mix.
+        self._spawn(
+            "placement", self._gunicorn(ports["placement"], "placement.wsgi.api:application", threads=1)
+        )
+        self._spawn(
+            "network", [self._bin("python"), str(HERE / "netstub.py"), "--port", str(ports["network"])]
+        )
+        self._spawn(
+            "nova-api", self._gunicorn(ports["nova"], "nova.wsgi.osapi_compute:application", threads=4)
+        )
+        self._wait_http("placement", f"http://127.0.0.1:{ports['placement']}/")
+        self._wait_http("network", f"http://127.0.0.1:{ports['network']}/")
+        self._wait_http("nova-api", f"http://127.0.0.1:{ports['nova']}/")
+        self.info["started_in_s"] = round(time.monotonic() - started, 1)
+        self._save()
+
+    def _gunicorn(self, port: int, app: str, threads: int) -> list[str]:
+        return [
+            self._bin("python"),
+            str(HERE / "serve.py"),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            app,
+        ]
+
+    def _write_clouds_yaml(self, keystone_url: str, password: str) -> None:
+        # JSON is YAML: no YAML library needed here.
+        clouds = {
+            "clouds": {
+                CLOUD_NAME: {
+                    "auth": {
+                        "auth_url": f"{keystone_url}/v3",
+                        "username": "admin",
+                        "password": password,
+                        "project_name": "admin",
+                        "user_domain_name": "Default",
+                        "project_domain_name": "Default",
+                    },
+                    "region_name": REGION,
+                    "interface": "public",
+                    "identity_api_version": 3,
+                }
+            }
+        }
+        fd = os.open(self.clouds_yaml, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(clouds, out, indent=2)
+
+    def _register_catalog(self, keystone_url: str, password: str, ports: dict[str, int]) -> None:
+        token = _keystone_token(keystone_url, password)
+        services = [
+            ("placement", "placement", f"http://127.0.0.1:{ports['placement']}"),
+            ("nova", "compute", f"http://127.0.0.1:{ports['nova']}/v2.1"),
+            ("neutron", "network", f"http://127.0.0.1:{ports['network']}"),
+        ]
+        for name, kind, url in services:
+            svc = _post(keystone_url + "/v3/services", token, {"service": {"name": name, "type": kind}})
+            for interface in ("public", "internal", "admin"):
+                _post(
+                    keystone_url + "/v3/endpoints",
+                    token,
+                    {
+                        "endpoint": {
+                            "service_id": svc["service"]["id"],
+                            "interface": interface,
+                            "url": url,
+                            "region_id": REGION,
+                        }
+                    },
+                )
+        self.info["project_id"] = _keystone_project_id(keystone_url, token)
+        self._save()
+
+    def down(self) -> None:
+        for name, pid in (self.info.get("pids") or {}).items():
+            _stop(pid, name)
+        self.info["pids"] = {}
+        if self.state.exists():
+            self._save()
+
+    def memory_mb(self) -> float:
+        """Resident memory of all our processes (and their workers), in MB."""
+        total = 0
+        for pid in (self.info.get("pids") or {}).values():
+            for p in _process_tree(pid):
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+        return total / 1024
+
+    # registering hosts and instances (register.py, inside nova's venv)
+    def register(self, fleet: dict) -> dict:
+        """Register hosts (services, compute nodes, host mappings, resource providers) and
+        instances. `fleet` = {"hosts": [{name, state, status, disabled_reason, instances}]}."""
+        payload = dict(fleet)
+        payload.setdefault("project_id", self.info.get("project_id"))
+        proc = subprocess.run(
+            [self._bin("python"), str(HERE / "register.py")],
+            input=json.dumps(payload),
+            capture_output=True,
+            text=True,
+            env=self._svc_env(),
+            timeout=300,
+        )
+        with open(self.logs / "register.log", "a") as out:
+            out.write(proc.stderr)
+        if proc.returncode != 0:
+            raise RealNovaError(f"register.py exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        return json.loads(proc.stdout or "{}")
+
+
+def _wal(db: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _request(url: str, token: str | None, body: dict | None, method: str = "POST"):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("X-Auth-Token", token)
+    return urllib.request.urlopen(req, timeout=30)
+
+
+def _post(url: str, token: str, body: dict) -> dict:
+    with _request(url, token, body) as resp:
+        return json.loads(resp.read())
+
+
+def _keystone_token(keystone_url: str, password: str) -> str:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": password}},
+            },
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+        }
+    }
+    with _request(keystone_url + "/v3/auth/tokens", None, body) as resp:
+        return resp.headers["X-Subject-Token"]
+
+
+def _keystone_project_id(keystone_url: str, token: str) -> str:
+    with _request(keystone_url + "/v3/projects?name=admin", token, None, method="GET") as resp:
+        return json.loads(resp.read())["projects"][0]["id"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        if stat.read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _process_tree(pid: int) -> list[int]:
+    found = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            found += _process_tree(int(child))
+    return found
+
+
+def _stop(pid: int, name: str) -> None:
+    """Stop one process we started (it leads its own process group: gunicorn and its worker)."""
+    if not _alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("install", help="build the cached venv (once per machine)")
+    sub.add_parser("venv", help="print the cached venv's path")
+    for name in ("up", "down", "env", "register", "status"):
+        p = sub.add_parser(name)
+        p.add_argument("--state-dir", required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "install":
+        print(ensure_installed())
+        return 0
+    if args.cmd == "venv":
+        print(venv_dir())
+        return 0
+    nova = RealNova(args.state_dir)
+    if args.cmd == "up":
+        if nova.info.get("pids") and all(_alive(p) for p in nova.info["pids"].values()):
+            print(f"# already running in {nova.state}", file=sys.stderr)
+        else:
+            nova.down()
+            shutil.rmtree(nova.state, ignore_errors=True)
+            nova = RealNova(args.state_dir)
+            try:
+                nova.up()
+            except BaseException:
+                if nova.logs.exists():
+                    print(nova.log_tails(), file=sys.stderr)
+                nova.down()
+                raise
+            print(
+                f"# real Nova up in {nova.info['started_in_s']}s, {nova.memory_mb():.0f} MB; logs in {nova.logs}",
+                file=sys.stderr,
+            )
+        args.cmd = "env"
+    if args.cmd == "env":
+        for key, value in nova.env().items():
+            print(f"export {key}={value}")
+        return 0
+    if args.cmd == "status":
+        pids = nova.info.get("pids") or {}
+        for name, pid in pids.items():
+            print(f"{name}: pid {pid} {'running' if _alive(pid) else 'stopped'}")
+        print(f"memory: {nova.memory_mb():.0f} MB")
+        return 0 if pids and all(_alive(p) for p in pids.values()) else 1
+    if args.cmd == "down":
+        nova.down()
+        return 0
+    if args.cmd == "register":
+        print(json.dumps(nova.register(json.load(sys.stdin)), indent=2))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
