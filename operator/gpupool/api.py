@@ -1,0 +1,479 @@
+"""The GpuHostPool resource: pydantic models of its spec and status.
+
+camelCase on the wire, snake_case in Python. Unknown keys are refused. Every field carries a
+description: the CRD schema (and so `kubectl explain`) is generated from these models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from . import naming
+
+GROUP = "gpupool.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "GpuHostPool"
+
+DeletionPolicy = Literal["Retain", "ReturnToOnDemand"]
+Role = naming.Role
+
+# Nova stores aggregate names in a String(255) column.
+_AGGREGATE_NAME = {"min_length": 1, "max_length": 255}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase document, as stored in Kubernetes."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ---------------------------------------------------------------------------------------- spec
+
+
+class OnDemandSpec(_Model):
+    aggregates: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "On-demand aggregates: the reservoir that pools grow from and shrink back to. "
+            'Defaults to ["<gpuType>-n3"]. Listed first is drained first and receives hosts '
+            "whose origin is unknown."
+        ),
+    )
+
+
+class PoolSpec(_Model):
+    aggregate: str | None = Field(
+        default=None,
+        **_AGGREGATE_NAME,
+        description='Nova host aggregate of this pool. Defaults to "<gpuType>-n3-spot" or "<gpuType>-n3-runpod".',
+    )
+    hosts: int = Field(default=0, ge=0, strict=True, description="Number of hosts the pool should hold.")
+
+
+class ContractSpec(_Model):
+    aggregate: str = Field(
+        **_AGGREGATE_NAME,
+        description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
+    )
+    hosts: int = Field(default=0, ge=0, strict=True, description="Number of hosts the contract should hold.")
+
+
+class PoolsSpec(_Model):
+    spot: PoolSpec | None = Field(default=None, description="The spot pool. Omit it to leave spot unmanaged.")
+    runpod: PoolSpec | None = Field(
+        default=None, description="The RunPod pool. Omit it to leave RunPod unmanaged."
+    )
+    contracts: list[ContractSpec] = Field(
+        default_factory=list, description="Contract pools, each with its own aggregate."
+    )
+
+
+class PolicySpec(_Model):
+    max_concurrent_moves: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        strict=True,
+        description="Most hosts moving at the same time, in-flight moves included.",
+    )
+    move_hosts_with_instances: bool = Field(
+        default=False,
+        strict=True,
+        description="Also move hosts that run instances. Off by default: a host with instances is never moved.",
+    )
+    exclude_hosts: list[str] = Field(
+        default_factory=list, description="Hosts never moved (maintenance, investigation)."
+    )
+
+
+class GpuHostPoolSpec(_Model):
+    gpu_type: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description='GPU type, as in the aggregate names, e.g. "L40" or "RTX-A6000".',
+    )
+    cloud: str = Field(
+        default="default", min_length=1, description="Entry of the clouds.yaml the operator mounts."
+    )
+    on_demand: OnDemandSpec = Field(
+        default_factory=OnDemandSpec, description="The on-demand reservoir of hosts not in any other pool."
+    )
+    pools: PoolsSpec = Field(default_factory=PoolsSpec, description="How many hosts each pool should hold.")
+    policy: PolicySpec = Field(default_factory=PolicySpec, description="How the operator may move hosts.")
+    paused: bool = Field(default=False, strict=True, description="Observe and report only; move nothing.")
+    dry_run: bool = Field(default=False, strict=True, description="Plan and report the moves; move nothing.")
+    deletion_policy: DeletionPolicy = Field(
+        default="Retain",
+        description=(
+            "What happens to pool hosts when the resource is deleted: Retain leaves them where they are, "
+            "ReturnToOnDemand moves them back to on-demand."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fill_defaults_and_check_names(self) -> GpuHostPoolSpec:
+        # Defaults that depend on gpuType are filled here, so the rest of the operator sees names only.
+        if self.on_demand.aggregates is None:
+            self.on_demand.aggregates = [naming.on_demand_aggregate(self.gpu_type)]
+        if self.pools.spot is not None and self.pools.spot.aggregate is None:
+            self.pools.spot.aggregate = naming.spot_aggregate(self.gpu_type)
+        if self.pools.runpod is not None and self.pools.runpod.aggregate is None:
+            self.pools.runpod.aggregate = naming.runpod_aggregate(self.gpu_type)
+        _check_each_aggregate_named_once(self.managed_aggregates())
+        return self
+
+    # The views below are what the planner, reconciler and status read.
+
+    def on_demand_aggregates(self) -> list[str]:
+        return list(self.on_demand.aggregates or ())
+
+    def target_pools(self) -> list[TargetPool]:
+        """Pools that hold hosts taken from on-demand: spot, runpod, then contracts in spec order."""
+        pools = []
+        if self.pools.spot is not None:
+            pools.append(TargetPool("spot", "spot", self.pools.spot.aggregate or "", self.pools.spot.hosts))
+        if self.pools.runpod is not None:
+            pools.append(
+                TargetPool("runpod", "runpod", self.pools.runpod.aggregate or "", self.pools.runpod.hosts)
+            )
+        for contract in self.pools.contracts:
+            pools.append(
+                TargetPool(f"contract:{contract.aggregate}", "contract", contract.aggregate, contract.hosts)
+            )
+        return pools
+
+    def managed_aggregates(self) -> list[ManagedAggregate]:
+        """Every aggregate this spec manages, with its role and where the spec names it."""
+        managed = [
+            ManagedAggregate(name, "onDemand", "onDemand", f"onDemand.aggregates[{i}]")
+            for i, name in enumerate(self.on_demand_aggregates())
+        ]
+        if self.pools.spot is not None:
+            managed.append(
+                ManagedAggregate(self.pools.spot.aggregate or "", "spot", "spot", "pools.spot.aggregate")
+            )
+        if self.pools.runpod is not None:
+            managed.append(
+                ManagedAggregate(
+                    self.pools.runpod.aggregate or "", "runpod", "runpod", "pools.runpod.aggregate"
+                )
+            )
+        for i, contract in enumerate(self.pools.contracts):
+            managed.append(
+                ManagedAggregate(
+                    contract.aggregate,
+                    "contract",
+                    f"contract:{contract.aggregate}",
+                    f"pools.contracts[{i}].aggregate",
+                )
+            )
+        return managed
+
+    def pool_label(self, aggregate: str) -> str | None:
+        """The pool label ("spot", "contract:X", "onDemand") of a managed aggregate, None if unmanaged."""
+        return next((m.pool for m in self.managed_aggregates() if m.name == aggregate), None)
+
+
+@dataclass(frozen=True)
+class TargetPool:
+    """A pool other than on-demand, as the planner sees it."""
+
+    label: str  # "spot", "runpod" or "contract:<aggregate>"
+    role: Role
+    aggregate: str
+    desired: int
+
+
+@dataclass(frozen=True)
+class ManagedAggregate:
+    name: str
+    role: Role
+    pool: str  # the pool label: "onDemand", "spot", "runpod" or "contract:<aggregate>"
+    field: str  # where the spec names it, e.g. "pools.contracts[1].aggregate"
+
+
+def _check_each_aggregate_named_once(managed: Iterable[ManagedAggregate]) -> None:
+    seen: dict[str, ManagedAggregate] = {}
+    problems = []
+    for aggregate in managed:
+        first = seen.setdefault(aggregate.name, aggregate)
+        if first is aggregate:
+            continue
+        if first.role == aggregate.role == "contract":
+            what = "duplicate contract"
+        else:
+            what = "aggregate named twice"
+        problems.append(
+            f"{what}: {aggregate.name!r} is both {first.field} and {aggregate.field}; "
+            "each aggregate may appear once across onDemand, spot, runpod and contracts"
+        )
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+# -------------------------------------------------------------------------------------- status
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Model):
+    type: ConditionType = Field(
+        description="Ready (converged), Progressing (moving hosts) or Degraded (blocked)."
+    )
+    status: ConditionStatus = Field(description='"True", "False" or "Unknown".')
+    reason: str = Field(default="", description="Machine-readable CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable explanation.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339, UTC)."
+    )
+
+
+class PoolStatus(_Model):
+    aggregate: str = Field(description="Nova host aggregate of the pool.")
+    desired: int = Field(description="Hosts the spec asks for.")
+    current: int = Field(description="Hosts in the aggregate now.")
+    hosts: list[str] = Field(default_factory=list, description="Hosts in the aggregate now, sorted.")
+
+
+class OnDemandStatus(_Model):
+    aggregates: list[str] = Field(default_factory=list, description="The on-demand aggregates.")
+    hosts: int = Field(default=0, description="Hosts in the on-demand aggregates.")
+    movable: int = Field(
+        default=0, description="On-demand hosts that may move: up, enabled, empty, not excluded."
+    )
+
+
+class PoolsStatus(_Model):
+    spot: PoolStatus | None = Field(default=None, description="The spot pool.")
+    runpod: PoolStatus | None = Field(default=None, description="The RunPod pool.")
+    contracts: list[PoolStatus] = Field(
+        default_factory=list, description="The contract pools, in spec order."
+    )
+    on_demand: OnDemandStatus = Field(default_factory=OnDemandStatus, description="The on-demand reservoir.")
+
+
+class InFlightMove(_Model):
+    host: str = Field(description="Host being moved.")
+    source: str = Field(alias="from", description="Aggregate the host leaves.")
+    to: str = Field(description="Aggregate the host joins.")
+    step: str = Field(description="Protocol step under way.")
+    since: str = Field(description="When the move began (RFC 3339, UTC).")
+
+
+class PlannedMove(_Model):
+    host: str = Field(description="Host the plan would move.")
+    source: str = Field(alias="from", description="Aggregate the host would leave.")
+    to: str = Field(description="Aggregate the host would join.")
+
+
+class MoveRecord(_Model):
+    host: str = Field(description="Host that moved.")
+    source: str = Field(alias="from", description="Aggregate the host left.")
+    to: str = Field(description="Aggregate the host joined.")
+    finished_at: str = Field(description="When the move ended (RFC 3339, UTC).")
+    result: str = Field(description="Moved, Aborted (the host gained instances) or Failed.")
+    message: str = Field(default="", description="What happened, in words.")
+
+
+class BlockerStatus(_Model):
+    pool: str = Field(description="Pool held back: spot, runpod, contract:<aggregate> or onDemand.")
+    reason: str = Field(description="Machine-readable CamelCase reason, e.g. NotEnoughMovableHosts.")
+    message: str = Field(description="What holds the pool back and what would unblock it.")
+
+
+class Summary(_Model):
+    spot: str = Field(default="-", description="Spot hosts as current/desired, for kubectl get.")
+    runpod: str = Field(default="-", description="RunPod hosts as current/desired, for kubectl get.")
+    contracts: str = Field(
+        default="-", description="Contract hosts summed as current/desired, for kubectl get."
+    )
+    on_demand: str = Field(default="0/0", description="On-demand hosts as hosts/movable, for kubectl get.")
+    message: str = Field(default="", description="The Ready condition's message, for kubectl get -o wide.")
+
+
+LAST_MOVES_LIMIT = 20
+
+
+class GpuHostPoolStatus(_Model):
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status describes."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing and Degraded.")
+    pools: PoolsStatus = Field(default_factory=PoolsStatus, description="What each pool holds now.")
+    in_flight: list[InFlightMove] = Field(default_factory=list, description="Moves under way.")
+    planned_moves: list[PlannedMove] = Field(
+        default_factory=list, description="Moves the plan would make (dry run only)."
+    )
+    last_moves: list[MoveRecord] = Field(
+        default_factory=list,
+        max_length=LAST_MOVES_LIMIT,
+        description=f"The most recent finished moves, oldest first (at most {LAST_MOVES_LIMIT}).",
+    )
+    blockers: list[BlockerStatus] = Field(
+        default_factory=list, description="Why some pool cannot reach its count."
+    )
+    summary: Summary = Field(default_factory=Summary, description="Short strings for kubectl get columns.")
+
+
+# ------------------------------------------------------------------------------------ resource
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes metadata the operator reads; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, description="Name of the GpuHostPool.")
+
+
+class GpuHostPool(_Model):
+    """A whole GpuHostPool document, as a user would `kubectl apply` it."""
+
+    api_version: Literal["gpupool.io/v1alpha1"] = Field(description="gpupool.io/v1alpha1")
+    kind: Literal["GpuHostPool"] = Field(description="GpuHostPool")
+    metadata: ObjectMeta = Field(description="Standard object metadata.")
+    spec: GpuHostPoolSpec = Field(description="The pools this resource manages.")
+    status: GpuHostPoolStatus | None = Field(default=None, description="What the operator observed and did.")
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class SpecError(ValueError):
+    """A GpuHostPool document that cannot be used; one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_pool(document: Any, where: str = "") -> GpuHostPool:
+    """One GpuHostPool from a parsed YAML/JSON document. Raises SpecError with every problem."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(document, dict):
+        raise SpecError([f"{prefix}expected a GpuHostPool mapping, got {type(document).__name__}"])
+    problems = []
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(f"{prefix}apiVersion: must be {API_VERSION} (got {document.get('apiVersion')!r})")
+    if document.get("kind") != KIND:
+        problems.append(f"{prefix}kind: must be {KIND} (got {document.get('kind')!r})")
+    if problems:
+        raise SpecError(problems)
+    try:
+        return GpuHostPool.model_validate(document)
+    except ValidationError as error:
+        name = (
+            (document.get("metadata") or {}).get("name")
+            if isinstance(document.get("metadata"), dict)
+            else None
+        )
+        label = f"{where} ({name})" if where and name else where or name or ""
+        raise SpecError([f"{label}: {line}" if label else line for line in format_errors(error)]) from None
+
+
+def load_pools(text: str) -> list[GpuHostPool]:
+    """Every GpuHostPool in a YAML stream (`---`-separated documents; empty documents skipped)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        raise SpecError([f"not valid YAML: {error}"]) from None
+    pools, problems = [], []
+    for index, document in enumerate(documents, start=1):
+        try:
+            pools.append(parse_pool(document, where=f"document {index}" if len(documents) > 1 else ""))
+        except SpecError as error:
+            problems.extend(error.problems)
+    names = [pool.name for pool in pools]
+    problems.extend(
+        f"metadata.name: {name!r} appears twice" for name in sorted({n for n in names if names.count(n) > 1})
+    )
+    if problems:
+        raise SpecError(problems)
+    return pools
+
+
+def load_pools_file(path: str | Path) -> list[GpuHostPool]:
+    return load_pools(Path(path).read_text())
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+def format_errors(error: ValidationError, root: str = "") -> list[str]:
+    """One readable line per problem: `spec.pools.spot.hosts: must be >= 0 (got -1)`."""
+    lines = []
+    for detail in error.errors(include_url=False):
+        path = _path(detail["loc"], root)
+        # A cross-field check reports several problems at once, one per line.
+        lines.extend(f"{path}: {text}" if path else text for text in _message(detail).splitlines())
+    return lines
+
+
+def _path(loc: tuple[Any, ...], root: str) -> str:
+    path = root
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _message(detail: Any) -> str:
+    kind, ctx, got = detail["type"], detail.get("ctx") or {}, detail.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown field: remove it or fix its spelling"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[
+            kind
+        ]
+        bound = next(iter(ctx.values()))
+        return f"must be {sign} {bound} (got {got!r})"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number (got {got!r})"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false (got {got!r})"
+    if kind == "string_type":
+        return f"must be a string (got {got!r})"
+    if kind in ("list_type", "tuple_type"):
+        return f"must be a list (got {got!r})"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"must be a mapping (got {got!r})"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')} (got {got!r})"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty: list at least one"
+    if kind == "too_short":
+        return f"must list at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must list at most {ctx.get('max_length')} item(s)"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')} (got {got!r})"
+    if kind == "value_error":
+        return str(ctx.get("error", detail["msg"]))
+    return str(detail["msg"])
