@@ -1,27 +1,193 @@
-"""The `gpupool` command line: run | plan | reconcile | crd | sim."""
+"""The `gpupool` command line: plan | reconcile | run | crd | sim.
+
+Errors a user can fix (a bad spec, an unknown cloud, wrong credentials, an unreachable Keystone)
+are one line on stderr saying what is wrong and what to do, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import yaml
+
+EXIT_CONVERGED = 0
+EXIT_ERROR = 1
+EXIT_BLOCKED = 2
 
 
-def _add_sim(subparsers: argparse._SubParsersAction) -> None:
+class UserError(Exception):
+    """Something the user can fix; the message says how."""
+
+
+def _add_cloud_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--os-cloud",
+        default=os.environ.get("OS_CLOUD"),
+        metavar="NAME",
+        help="clouds.yaml entry to use (default: $OS_CLOUD, else each spec's `cloud`)",
+    )
+
+
+def _add_plan(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="show what would move and why not more, moving nothing", description=_plan.__doc__
+    )
+    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    _add_cloud_argument(parser)
+    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    parser.set_defaults(handler=_plan)
+
+
+def _add_reconcile(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reconcile",
+        help="move hosts until the cloud matches the specs, or nothing more can move",
+        description=_reconcile.__doc__,
+    )
+    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    _add_cloud_argument(parser)
+    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    parser.add_argument(
+        "--max-passes", type=int, default=10, help="give up after this many passes (default 10)"
+    )
+    parser.set_defaults(handler=_reconcile)
+
+
+def _add_sim(subparsers) -> None:
     parser = subparsers.add_parser(
         "sim",
         help="serve the built-in simulated cloud (Keystone v3 + Nova v2.1) on 127.0.0.1",
         description="Serve novasim, a simulated OpenStack cloud speaking the real Keystone and Nova APIs.",
     )
-    # The simulator is a separate package: imported only when asked for, so the operator never loads it.
+    # The simulator is a separate package, loaded only when asked for: the operator never imports it.
     from novasim import cli as novasim_cli
 
     novasim_cli.add_arguments(parser)
     parser.set_defaults(handler=novasim_cli.run)
 
 
+def _load_pools(path: str):
+    """Every GpuHostPool in a file, or in the *.yaml / *.yml files of a folder (sorted by name)."""
+    from pathlib import Path
+
+    from .api import SpecError, load_pools
+
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not files:
+            raise UserError(f"{path}: no .yaml or .yml files in this folder")
+    elif root.is_file():
+        files = [root]
+    else:
+        raise UserError(f"{path}: no such file or folder")
+    pools, problems = [], []
+    for file in files:
+        try:
+            pools.extend(load_pools(file.read_text()))
+        except SpecError as exc:
+            problems.extend(f"{file}: {line}" for line in exc.problems)
+    names = [p.name for p in pools]
+    problems.extend(
+        f"GpuHostPool {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})
+    )
+    if problems:
+        raise UserError("invalid GpuHostPool spec:\n  " + "\n  ".join(problems))
+    return pools
+
+
+@contextmanager
+def _clouds(names: set[str]) -> Iterator[dict]:
+    from .cloud import Cloud
+
+    opened = {}
+    try:
+        for name in sorted(names):
+            opened[name] = Cloud(name)
+        yield opened
+    finally:
+        for cloud in opened.values():
+            cloud.close()
+
+
+def _cloud_of(pool, args) -> str:
+    return args.os_cloud or pool.spec.cloud
+
+
+def _render(docs: list[dict], output: str) -> str:
+    if output == "json":
+        return json.dumps(docs if len(docs) != 1 else docs[0], indent=2)
+    if output == "yaml":
+        return yaml.safe_dump_all(docs, sort_keys=False)
+    from .report import table
+
+    return "\n".join(table(doc) for doc in docs)
+
+
+def _plan(args) -> int:
+    """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
+    from .planner import plan
+    from .reconciler import PassReport, recover_in_flight
+    from .status import build_status
+
+    pools = _load_pools(args.filename)
+    docs = []
+    with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
+        snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
+        for pool in pools:
+            snapshot = snapshots[_cloud_of(pool, args)]
+            in_flight = recover_in_flight(pool.spec, snapshot)
+            report = PassReport(
+                plan=plan(pool.spec, snapshot, in_flight=in_flight), dry_run=True, finished=True
+            )
+            docs.append({"name": pool.name, "status": build_status(report, now=time.time())})
+    print(_render(docs, args.output))
+    return EXIT_CONVERGED
+
+
+def _reconcile(args) -> int:
+    """Move hosts until every GpuHostPool matches the cloud. Exit 0 converged, 2 blocked, 1 error."""
+    from .reconciler import Reconciler
+    from .report import Progress
+    from .status import build_status
+
+    pools = _load_pools(args.filename)
+    docs = []
+    worst = EXIT_CONVERGED
+    with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
+        for pool in pools:
+            reconciler = Reconciler(clouds[_cloud_of(pool, args)])
+            progress = Progress(pool.name, stream=sys.stderr)
+            status: dict | None = None
+            for _ in range(max(1, args.max_passes)):
+                report = reconciler.reconcile(pool.spec, on_report=progress.update)
+                status = build_status(report, now=time.time(), previous=status)
+                if report.converged or report.paused or report.dry_run:
+                    break
+                moved = any(str(r.outcome) == "Moved" for r in report.results)
+                if report.blocked and not moved:
+                    break
+            progress.done(status)
+            docs.append({"name": pool.name, "status": status})
+            code = EXIT_CONVERGED if report.converged else EXIT_BLOCKED
+            worst = max(worst, code)
+    print(_render(docs, args.output))
+    return worst
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpupool", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="gpupool", description="Declarative Nova host-aggregate pools.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each Nova call's retries and steps")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_plan(subparsers)
+    _add_reconcile(subparsers)
     _add_sim(subparsers)
     return parser
 
@@ -29,7 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from .cloud import CloudError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, CloudError) as exc:
+        print(f"gpupool {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"gpupool {args.command}: interrupted; moves in flight resume on the next run", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+"""One reconcile pass: snapshot -> plan -> move -> status. Knows nothing of Kubernetes.
+
+The pass takes one snapshot, then keeps `maxConcurrentMoves` moves running: whenever one ends,
+its effect is applied to the in-memory snapshot and the planner (pure, fast) picks the next. So a
+pass needs one snapshot, not one per batch, and a slot never waits for the slowest move of a batch.
+A final snapshot checks the result before the pass reports converged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+
+from .api import GpuHostPoolSpec
+from .cloud import Cloud
+from .intent import parse_reason
+from .inventory import Aggregate, Snapshot
+from .mover import Mover, MoveResult, Outcome, Step
+from .planner import Move, Plan, plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    move: Move
+    step: Step
+    since: float
+
+
+@dataclass
+class PassReport:
+    """What a pass saw and did: everything the status is written from."""
+
+    plan: Plan
+    in_flight: list[InFlight] = field(default_factory=list)
+    results: list[MoveResult] = field(default_factory=list)
+    finished: bool = False
+    paused: bool = False
+    dry_run: bool = False
+
+    @property
+    def converged(self) -> bool:
+        return self.finished and not self.plan.moves and not self.in_flight and not self.plan.blockers
+
+    @property
+    def blocked(self) -> bool:
+        return self.finished and not self.plan.moves and not self.in_flight and bool(self.plan.blockers)
+
+
+ReportCallback = Callable[[PassReport], None]
+
+
+def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:
+    names = set(spec.on_demand_aggregates())
+    names.update(pool.aggregate for pool in spec.target_pools())
+    return names
+
+
+def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
+    """Moves a previous run began and did not finish: services disabled with our intent."""
+    managed = managed_aggregates(spec)
+    moves = []
+    for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
+        if host.is_enabled:
+            continue
+        intent = parse_reason(host.disabled_reason)
+        if intent and intent.source in managed and intent.target in managed:
+            pool = spec.pool_label(intent.target) or spec.pool_label(intent.source) or "onDemand"
+            moves.append(Move(host=host.name, source=intent.source, target=intent.target, pool=pool))
+    return moves
+
+
+def apply_result(snapshot: Snapshot, result: MoveResult) -> Snapshot:
+    """The snapshot as it stands after a move ended, without asking Nova again."""
+    move = result.move
+    hosts = dict(snapshot.hosts)
+    aggregates = dict(snapshot.aggregates)
+    host = hosts[move.host]
+    if result.outcome is Outcome.MOVED:
+        aggregates[move.source] = _without(aggregates[move.source], move.host)
+        aggregates[move.target] = _with(aggregates[move.target], move.host)
+        hosts[move.host] = replace(host, status="enabled", disabled_reason=None)
+    elif result.outcome is Outcome.ABORTED:
+        hosts[move.host] = replace(
+            host, status="enabled", disabled_reason=None, instances=max(1, host.instances or 0)
+        )
+    return Snapshot(aggregates=aggregates, hosts=hosts)
+
+
+def _with(aggregate: Aggregate, host: str) -> Aggregate:
+    return replace(aggregate, hosts=aggregate.hosts | {host})
+
+
+def _without(aggregate: Aggregate, host: str) -> Aggregate:
+    return replace(aggregate, hosts=aggregate.hosts - {host})
+
+
+def _excluding(spec: GpuHostPoolSpec, hosts: set[str]) -> GpuHostPoolSpec:
+    if not hosts:
+        return spec
+    excluded = sorted(set(spec.policy.exclude_hosts) | hosts)
+    return spec.model_copy(update={"policy": spec.policy.model_copy(update={"exclude_hosts": excluded})})
+
+
+class Reconciler:
+    def __init__(self, cloud: Cloud, *, clock: Callable[[], float] = time.time):
+        self._cloud = cloud
+        self._clock = clock
+
+    def reconcile(self, spec: GpuHostPoolSpec, on_report: ReportCallback | None = None) -> PassReport:
+        """One pass. Calls `on_report` whenever something changed (moves start or end)."""
+        notify = on_report or (lambda report: None)
+        snapshot = self._cloud.snapshot()
+        resumed = recover_in_flight(spec, snapshot)
+        report = PassReport(
+            plan=plan(spec, snapshot, in_flight=resumed), paused=spec.paused, dry_run=spec.dry_run
+        )
+        if spec.paused or spec.dry_run:
+            report.finished = True
+            notify(report)
+            return report
+
+        steps: dict[str, InFlight] = {}
+
+        def on_step(move: Move, step: Step) -> None:
+            steps[move.host] = InFlight(
+                move, step, steps.get(move.host, InFlight(move, step, self._clock())).since
+            )
+            report.in_flight = list(steps.values())
+            notify(report)
+
+        mover = Mover(self._cloud, allow_instances=spec.policy.move_hosts_with_instances, on_step=on_step)
+        failed_hosts: set[str] = set()
+        running: dict[Future[MoveResult], Move] = {}
+        pending = list(resumed)
+        with ThreadPoolExecutor(
+            max_workers=spec.policy.max_concurrent_moves, thread_name_prefix="move"
+        ) as pool:
+            while True:
+                current = plan(
+                    _excluding(spec, failed_hosts), snapshot, in_flight=list(running.values()) + pending
+                )
+                report.plan = current
+                for move in pending + list(current.moves):
+                    running[pool.submit(mover.run, move, snapshot)] = move
+                pending = []
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    move = running.pop(future)
+                    result = future.result()
+                    steps.pop(move.host, None)
+                    report.in_flight = list(steps.values())
+                    report.results.append(result)
+                    if result.outcome is Outcome.FAILED:
+                        failed_hosts.add(move.host)
+                    snapshot = apply_result(snapshot, result)
+                notify(report)
+
+        # Check the outcome against Nova itself, not our own bookkeeping.
+        final = self._cloud.snapshot()
+        report.plan = plan(_excluding(spec, failed_hosts), final, in_flight=recover_in_flight(spec, final))
+        report.finished = True
+        notify(report)
+        return report
