@@ -1,0 +1,378 @@
+"""The planner: (spec, snapshot, moves in flight) -> the next safe moves. Pure: no I/O, no clock.
+
+Decisions (docs/architecture.md says why at more length):
+
+* Every move is a grow (on-demand -> pool) or a shrink (pool -> on-demand); never pool to pool.
+  A host leaving a customer's pool passes through the neutral reservoir, where the next plan sees
+  it again with fresh eyes (instances, exclusions), and the on-demand aggregate a host returns to
+  is always one the spec names. The cost: moving a host from spot to a contract takes two moves.
+* Effective membership: a move in flight counts as done (its host is in its target), and its host
+  is never planned again. New moves are at most `maxConcurrentMoves - len(in_flight)`.
+* Candidates leave in a fixed order: hosts without instances first (only relevant when the policy
+  allows moving hosts with instances), then on-demand aggregates in the order the spec lists them
+  (the first listed is drained first, so the user decides, e.g. NVLink hosts last), then by host
+  name in natural order (gpu-2 before gpu-10).
+* Fairness: each new move goes to the pool furthest from its goal, relatively: |desired - have| /
+  max(desired, have), ties broken by the larger gap, then spec order. Pools advance in proportion,
+  a big pool does not starve a small one, and no state between passes is needed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from .api import GpuHostPoolSpec, TargetPool
+from .intent import parse_reason
+from .inventory import Snapshot
+
+ON_DEMAND = "onDemand"
+
+# Blocker reasons: machine-readable, CamelCase, stable (they end up in conditions).
+AGGREGATE_MISSING = "AggregateMissing"
+HOST_IN_SEVERAL_POOLS = "HostInSeveralPools"
+NOT_ENOUGH_MOVABLE_HOSTS = "NotEnoughMovableHosts"
+CANNOT_SHRINK = "CannotShrink"
+
+
+@dataclass(frozen=True)
+class Move:
+    host: str
+    source: str
+    target: str
+    pool: str  # "spot", "runpod", "contract:<aggregate>" or "onDemand"
+
+
+@dataclass(frozen=True)
+class Blocker:
+    pool: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A pool as the snapshot shows it (moves in flight not counted)."""
+
+    label: str
+    aggregate: str
+    desired: int
+    current: int
+    hosts: tuple[str, ...] = ()
+    exists: bool = True
+
+
+@dataclass(frozen=True)
+class OnDemandState:
+    aggregates: tuple[str, ...]
+    hosts: int
+    movable: int
+
+
+@dataclass(frozen=True)
+class PoolsState:
+    spot: PoolState | None
+    runpod: PoolState | None
+    contracts: tuple[PoolState, ...]
+    on_demand: OnDemandState
+
+    def targets(self) -> list[PoolState]:
+        """Spot, runpod and contracts, in spec order."""
+        return [p for p in (self.spot, self.runpod) if p is not None] + list(self.contracts)
+
+
+@dataclass(frozen=True)
+class Plan:
+    moves: tuple[Move, ...]
+    blockers: tuple[Blocker, ...]
+    pools: PoolsState
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts gpu-2 before gpu-10."""
+    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
+    return (parts, name)
+
+
+# Why a host cannot move, in the order reported.
+EXCLUDED = "excluded"
+IN_SEVERAL = "in several pools"
+NO_SERVICE = "without a compute service"
+DOWN = "down"
+DISABLED = "disabled by someone else"
+UNCOUNTED = "instances unknown"
+BUSY = "with instances"
+IN_FLIGHT = "moving"
+
+_REASON_WORDS = {
+    EXCLUDED: ("is excluded", "are excluded"),
+    IN_SEVERAL: ("is in several pools", "are in several pools"),
+    NO_SERVICE: ("has no compute service", "have no compute service"),
+    DOWN: ("is down", "are down"),
+    DISABLED: ("is disabled by someone else", "are disabled by someone else"),
+    UNCOUNTED: ("has an unknown instance count", "have an unknown instance count"),
+    BUSY: ("has instances", "have instances"),
+    IN_FLIGHT: ("is moving", "are moving"),
+}
+
+
+@dataclass
+class _Rules:
+    """Whether a host may leave its aggregate, and why not."""
+
+    spec: GpuHostPoolSpec
+    snapshot: Snapshot
+    in_flight: frozenset[str]
+    in_several: frozenset[str]
+
+    def why_not(self, name: str) -> str | None:
+        if name in self.in_flight:
+            return IN_FLIGHT
+        if name in self.spec.policy.exclude_hosts:
+            return EXCLUDED
+        if name in self.in_several:
+            return IN_SEVERAL
+        host = self.snapshot.hosts.get(name)
+        if host is None:
+            return NO_SERVICE
+        if not host.is_up:
+            return DOWN
+        # A service disabled with our own intent is ours to move; anyone else's reason is a stop sign.
+        if not host.is_enabled and parse_reason(host.disabled_reason) is None:
+            return DISABLED
+        if host.instances is None:
+            return UNCOUNTED
+        if host.instances > 0 and not self.spec.policy.move_hosts_with_instances:
+            return BUSY
+        return None
+
+    def order(self, name: str) -> tuple:
+        host = self.snapshot.hosts.get(name)
+        return (host.instances or 0) if host else 0, natural_key(name)
+
+
+@dataclass
+class _Pool:
+    """A pool during planning: `have` counts moves in flight and moves planned so far."""
+
+    target: TargetPool
+    index: int
+    have: int
+    leaving: list[tuple[str, str]] = field(default_factory=list)  # (host, on-demand target), in order
+
+    @property
+    def gap(self) -> int:
+        return abs(self.target.desired - self.have)
+
+    def urgency(self) -> tuple:
+        behind = Fraction(self.gap, max(self.target.desired, self.have, 1))
+        return (-behind, -self.gap, self.index)
+
+
+def plan(
+    spec: GpuHostPoolSpec,
+    snapshot: Snapshot,
+    in_flight: Iterable[Move] = (),
+    origins: Mapping[str, str] | None = None,
+) -> Plan:
+    """The next moves toward the spec's counts, and what keeps any pool from reaching its count."""
+    in_flight = tuple(in_flight)
+    origins = origins or {}
+    blockers: list[Blocker] = []
+
+    managed = spec.managed_aggregates()
+    for aggregate in managed:
+        if aggregate.name not in snapshot.aggregates:
+            blockers.append(
+                Blocker(
+                    aggregate.pool,
+                    AGGREGATE_MISSING,
+                    f"aggregate {aggregate.name!r} ({aggregate.field}) does not exist in the cloud: "
+                    "create it or fix the spec; nothing moves into or out of it",
+                )
+            )
+    present = [m for m in managed if m.name in snapshot.aggregates]
+    members = _effective_members([m.name for m in present], snapshot, in_flight)
+    moving = frozenset(m.host for m in in_flight)
+
+    where: dict[str, list[str]] = {}
+    for aggregate in present:
+        for host in members[aggregate.name]:
+            where.setdefault(host, []).append(aggregate.name)
+    in_several = frozenset(h for h, aggs in where.items() if len(aggs) > 1 and h not in moving)
+    for host in sorted(in_several, key=natural_key):
+        labels = {m.name: m.pool for m in present}
+        blockers.append(
+            Blocker(
+                labels[where[host][0]],
+                HOST_IN_SEVERAL_POOLS,
+                f"host {host} is in {', '.join(where[host])}: remove it from all but one; it is not moved until then",
+            )
+        )
+
+    rules = _Rules(spec, snapshot, moving, in_several)
+    on_demand = [name for name in spec.on_demand_aggregates() if name in snapshot.aggregates]
+    supply = _on_demand_candidates(on_demand, members, rules)
+    pools = [
+        _Pool(target, index, have=len(members[target.aggregate]))
+        for index, target in enumerate(spec.target_pools())
+        if target.aggregate in snapshot.aggregates
+    ]
+    for pool in pools:
+        if pool.have > pool.target.desired and on_demand:
+            pool.leaving = _leaving(pool, members, rules, on_demand, origins)
+
+    # Without the concurrency bound, on copies: where every pool would end up, to explain shortfalls.
+    unbounded = [_Pool(p.target, p.index, p.have, list(p.leaving)) for p in pools]
+    eventual = _schedule(unbounded, supply, None)
+    moves = _schedule(pools, supply, max(0, spec.policy.max_concurrent_moves - len(in_flight)))
+    if on_demand:
+        blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight))
+
+    return Plan(
+        moves=tuple(moves),
+        blockers=tuple(blockers),
+        pools=_pools_state(spec, snapshot, rules, supply),
+    )
+
+
+def _effective_members(names: Sequence[str], snapshot: Snapshot, in_flight: Sequence) -> dict[str, set[str]]:
+    """Hosts of each managed aggregate, counting every move in flight as done."""
+    members = {name: set(snapshot.aggregates[name].hosts) for name in names}
+    for move in sorted(in_flight, key=lambda m: (m.host, m.source, m.target)):
+        if move.source in members:
+            members[move.source].discard(move.host)
+    for move in in_flight:
+        if move.target in members:
+            members[move.target].add(move.host)
+    return members
+
+
+def _on_demand_candidates(
+    on_demand: Sequence[str], members: dict[str, set[str]], rules: _Rules
+) -> list[Move]:
+    """Hosts that may leave on-demand, best first (pool left blank: filled when a pool takes one)."""
+    candidates = [
+        (rules.order(host)[0], index, natural_key(host), Move(host, aggregate, "", ""))
+        for index, aggregate in enumerate(on_demand)
+        for host in members[aggregate]
+        if rules.why_not(host) is None
+    ]
+    return [c[-1] for c in sorted(candidates)]
+
+
+def _leaving(
+    pool: _Pool,
+    members: dict[str, set[str]],
+    rules: _Rules,
+    on_demand: Sequence[str],
+    origins: Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """Hosts that may leave an oversized pool, best first, with the on-demand aggregate each returns to."""
+    hosts = sorted((h for h in members[pool.target.aggregate] if rules.why_not(h) is None), key=rules.order)
+    return [(h, origins[h] if origins.get(h) in on_demand else on_demand[0]) for h in hosts]
+
+
+def _schedule(pools: Sequence[_Pool], supply: Sequence[Move], budget: int | None) -> list[Move]:
+    """Hand out moves one at a time to the pool furthest behind. Updates each pool's `have`."""
+    moves: list[Move] = []
+    free = list(supply)
+    shrinking = {id(p): list(p.leaving) for p in pools}
+    while budget is None or len(moves) < budget:
+        ready = [
+            p
+            for p in pools
+            if (p.have > p.target.desired and shrinking[id(p)]) or (p.have < p.target.desired and free)
+        ]
+        if not ready:
+            break
+        pool = min(ready, key=_Pool.urgency)
+        if pool.have > pool.target.desired:
+            host, home = shrinking[id(pool)].pop(0)
+            moves.append(Move(host, pool.target.aggregate, home, pool.target.label))
+            pool.have -= 1
+        else:
+            taken = free.pop(0)
+            moves.append(Move(taken.host, taken.source, pool.target.aggregate, pool.target.label))
+            pool.have += 1
+    return moves
+
+
+def _shortfalls(
+    pools: Sequence[_Pool],
+    moves: Sequence[Move],
+    on_demand: Sequence[str],
+    members: dict[str, set[str]],
+    rules: _Rules,
+    in_flight: Sequence,
+) -> list[Blocker]:
+    """Blockers for pools that miss their count even after `moves`, planned without a concurrency bound."""
+    blockers = []
+    # Hosts on their way back to on-demand will be free again for growing pools in later passes.
+    returning = sum(1 for m in (*moves, *in_flight) if m.target in on_demand)
+    short = [p for p in pools if p.have < p.target.desired]
+    if short and sum(p.target.desired - p.have for p in short) > returning:
+        held = _explain(rules, (h for name in on_demand for h in members[name]))
+        why = f": {held}" if held else ""
+        for pool in short:
+            others = [p.target.label for p in short if p is not pool]
+            shared = f" (also wanted by {', '.join(others)})" if others else ""
+            blockers.append(
+                Blocker(
+                    pool.target.label,
+                    NOT_ENOUGH_MOVABLE_HOSTS,
+                    f"{pool.target.label} wants {pool.target.desired} hosts and can reach {pool.have}: "
+                    f"no movable host left in {', '.join(on_demand)}{shared}{why}",
+                )
+            )
+    for pool in pools:
+        if pool.have > pool.target.desired:
+            stuck = _explain(rules, members[pool.target.aggregate])
+            blockers.append(
+                Blocker(
+                    pool.target.label,
+                    CANNOT_SHRINK,
+                    f"{pool.target.label} wants {pool.target.desired} hosts and would still hold {pool.have}: "
+                    f"hosts that cannot leave {pool.target.aggregate}: {stuck}",
+                )
+            )
+    return blockers
+
+
+def _explain(rules: _Rules, hosts: Iterable[str]) -> str:
+    """ "3 have instances, 1 is excluded": why these hosts cannot move (movable ones are not counted)."""
+    reasons = Counter(r for r in map(rules.why_not, hosts) if r is not None)
+    return ", ".join(
+        f"{count} {_REASON_WORDS[reason][count != 1]}"
+        for reason, count in sorted(reasons.items(), key=_by_reason)
+    )
+
+
+def _by_reason(item: tuple[str, int]) -> int:
+    return list(_REASON_WORDS).index(item[0])
+
+
+def _pools_state(
+    spec: GpuHostPoolSpec, snapshot: Snapshot, rules: _Rules, supply: Sequence[Move]
+) -> PoolsState:
+    def state(target: TargetPool) -> PoolState:
+        aggregate = snapshot.aggregates.get(target.aggregate)
+        hosts = tuple(sorted(aggregate.hosts, key=natural_key)) if aggregate else ()
+        return PoolState(
+            target.label, target.aggregate, target.desired, len(hosts), hosts, aggregate is not None
+        )
+
+    targets = {t.label: state(t) for t in spec.target_pools()}
+    on_demand_hosts = set()
+    for name in spec.on_demand_aggregates():
+        if name in snapshot.aggregates:
+            on_demand_hosts |= snapshot.aggregates[name].hosts
+    return PoolsState(
+        spot=targets.get("spot"),
+        runpod=targets.get("runpod"),
+        contracts=tuple(s for label, s in targets.items() if label.startswith("contract:")),
+        on_demand=OnDemandState(tuple(spec.on_demand_aggregates()), len(on_demand_hosts), len(supply)),
+    )
