@@ -6,10 +6,11 @@ description: the CRD schema (and so `kubectl explain`) is generated from these m
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -387,7 +388,9 @@ def parse_pool(document: Any, where: str = "") -> GpuHostPool:
             else None
         )
         label = f"{where} ({name})" if where and name else where or name or ""
-        raise SpecError([f"{label}: {line}" if label else line for line in format_errors(error)]) from None
+        raise SpecError(
+            [f"{label}: {line}" if label else line for line in format_errors(error, model=GpuHostPool)]
+        ) from None
 
 
 def load_pools(text: str) -> list[GpuHostPool]:
@@ -418,14 +421,41 @@ def load_pools_file(path: str | Path) -> list[GpuHostPool]:
 # ----------------------------------------------------------------------------- error messages
 
 
-def format_errors(error: ValidationError, root: str = "") -> list[str]:
-    """One readable line per problem: `spec.pools.spot.hosts: must be >= 0 (got -1)`."""
+def format_errors(error: ValidationError, root: str = "", model: type[BaseModel] | None = None) -> list[str]:
+    """One readable line per problem: `spec.pools.spot.hosts: must be >= 0 (got -1)`.
+
+    With the validated `model`, an unknown key also gets a "did you mean" from the known ones.
+    """
     lines = []
     for detail in error.errors(include_url=False):
         path = _path(detail["loc"], root)
+        text = _message(detail)
+        if detail["type"] == "extra_forbidden" and model is not None:
+            text += _did_you_mean(model, detail["loc"])
         # A cross-field check reports several problems at once, one per line.
-        lines.extend(f"{path}: {text}" if path else text for text in _message(detail).splitlines())
+        lines.extend(f"{path}: {line}" if path else line for line in text.splitlines())
     return lines
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = {info.alias or name: info for name, info in current.model_fields.items()}
+        candidates = [m for m in _models_in(fields[part].annotation)] if part in fields else []
+        if not candidates:
+            return ""
+        current = candidates[0]
+    known = [info.alias or name for name, info in current.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known fields: {', '.join(known)})"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def _path(loc: tuple[Any, ...], root: str) -> str:
