@@ -143,7 +143,7 @@ def build_binaries(version: str | None = None) -> Path:
         "./cmd/kube-apiserver",
         "./cmd/kubectl",
     ]
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS=os.environ.get("LOCALKUBE_GOFLAGS", "-mod=mod"))
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS=os.environ.get("LOCALKUBE_GOFLAGS", "-mod=readonly"))
     _log(f"building kube-apiserver and kubectl {version} (first time on this machine: ~10-20 min) ...")
     t0 = time.monotonic()
     try:
