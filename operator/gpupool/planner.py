@@ -345,14 +345,9 @@ def _shortfalls(
 def _explain(rules: _Rules, hosts: Iterable[str]) -> str:
     """ "3 have instances, 1 is excluded": why these hosts cannot move (movable ones are not counted)."""
     reasons = Counter(r for r in map(rules.why_not, hosts) if r is not None)
-    return ", ".join(
-        f"{count} {_REASON_WORDS[reason][count != 1]}"
-        for reason, count in sorted(reasons.items(), key=_by_reason)
-    )
-
-
-def _by_reason(item: tuple[str, int]) -> int:
-    return list(_REASON_WORDS).index(item[0])
+    # Most common reason first; ties in a fixed order, so the message is stable.
+    ordered = sorted(reasons.items(), key=lambda item: (-item[1], list(_REASON_WORDS).index(item[0])))
+    return ", ".join(f"{count} {_REASON_WORDS[reason][count != 1]}" for reason, count in ordered)
 
 
 def _pools_state(
