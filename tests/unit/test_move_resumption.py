@@ -1,0 +1,92 @@
+"""Where a half-done move stands, judged from the cloud alone, and the in-memory bookkeeping of a pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpupool.api import parse_pool
+from gpupool.intent import MoveIntent, parse_reason
+from gpupool.inventory import Aggregate, Host, Snapshot
+from gpupool.mover import MoveResult, Outcome, Step, resume_step
+from gpupool.planner import Move
+from gpupool.reconciler import apply_result, recover_in_flight
+
+MOVE = Move(host="gpu-1", source="L40-n3", target="L40-n3-spot", pool="spot")
+OUR_REASON = MoveIntent("L40-n3", "L40-n3-spot").reason()
+
+
+def spec(**pools):
+    return parse_pool(
+        {
+            "apiVersion": "gpupool.io/v1alpha1",
+            "kind": "GpuHostPool",
+            "metadata": {"name": "l40"},
+            "spec": {"gpuType": "L40", "pools": pools or {"spot": {"hosts": 1}}},
+        }
+    ).spec
+
+
+def snapshot(source_hosts=(), target_hosts=(), status="disabled", reason=OUR_REASON, instances=0):
+    return Snapshot(
+        aggregates={
+            "L40-n3": Aggregate(1, "L40-n3", frozenset(source_hosts)),
+            "L40-n3-spot": Aggregate(2, "L40-n3-spot", frozenset(target_hosts)),
+        },
+        hosts={"gpu-1": Host("gpu-1", "svc-1", status=status, disabled_reason=reason, instances=instances)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        (["gpu-1"], [], Step.VERIFY_EMPTY),  # disabled, nothing else done yet
+        ([], [], Step.ADD),  # removed, crash before add: it was verified empty before removal
+        ([], ["gpu-1"], Step.ENABLE),  # added, crash before enable
+        (["gpu-1"], ["gpu-1"], Step.REMOVE),  # someone re-added it to the source meanwhile
+    ],
+)
+def test_a_move_resumes_from_the_first_missing_effect(source, target, expected):
+    assert resume_step(MOVE, snapshot(source, target).hosts["gpu-1"], snapshot(source, target)) is expected
+
+
+def test_a_fresh_move_starts_by_recording_the_intent():
+    snap = snapshot(["gpu-1"], [], status="enabled", reason=None)
+    assert resume_step(MOVE, snap.hosts["gpu-1"], snap) is Step.DISABLE
+
+
+def test_a_service_disabled_by_someone_else_is_not_our_move():
+    snap = snapshot(["gpu-1"], [], reason="RMA ticket 4711")
+    assert resume_step(MOVE, snap.hosts["gpu-1"], snap) is Step.DISABLE
+    assert recover_in_flight(spec(), snap) == []
+
+
+def test_intents_of_managed_aggregates_are_recovered_as_moves_in_flight():
+    assert recover_in_flight(spec(), snapshot([], [])) == [MOVE]
+
+
+def test_intents_naming_aggregates_of_another_pool_spec_are_left_alone():
+    foreign = MoveIntent("A100-n3", "A100-n3-spot").reason()
+    assert recover_in_flight(spec(), snapshot(["gpu-1"], [], reason=foreign)) == []
+
+
+def test_intent_round_trip_and_length_limit():
+    assert parse_reason(OUR_REASON) == MoveIntent("L40-n3", "L40-n3-spot")
+    assert parse_reason("gpupool: moving Contract-A B -> L40-n3") == MoveIntent("Contract-A B", "L40-n3")
+    assert parse_reason(None) is None and parse_reason("maintenance") is None
+    with pytest.raises(ValueError, match="too long"):
+        MoveIntent("x" * 200, "y" * 200).reason()
+
+
+def test_a_finished_move_is_applied_to_the_snapshot_without_asking_nova():
+    before = snapshot(["gpu-1"], [], status="enabled", reason=None)
+    after = apply_result(before, MoveResult(MOVE, Outcome.MOVED, "moved"))
+    assert "gpu-1" not in after.aggregates["L40-n3"].hosts
+    assert "gpu-1" in after.aggregates["L40-n3-spot"].hosts
+    assert after.hosts["gpu-1"].is_enabled
+
+
+def test_an_aborted_move_marks_the_host_busy_so_it_is_not_picked_again():
+    before = snapshot(["gpu-1"], [], status="enabled", reason=None, instances=0)
+    after = apply_result(before, MoveResult(MOVE, Outcome.ABORTED, "has instances now"))
+    assert after.aggregates["L40-n3"].hosts == {"gpu-1"}
+    assert after.hosts["gpu-1"].instances >= 1
