@@ -10,10 +10,10 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import naming
@@ -26,8 +26,13 @@ KIND = "GpuHostPool"
 DeletionPolicy = Literal["Retain", "ReturnToOnDemand"]
 Role = naming.Role
 
-# Nova stores aggregate names in a String(255) column.
+# Nova stores aggregate and host names in String(255) columns. The list bounds keep the CRD's CEL
+# rules within the API server's cost budget.
 _AGGREGATE_NAME = {"min_length": 1, "max_length": 255}
+AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+MAX_ON_DEMAND_AGGREGATES = 20
+MAX_CONTRACTS = 100
 
 
 class _Model(BaseModel):
@@ -47,9 +52,10 @@ class _Model(BaseModel):
 
 
 class OnDemandSpec(_Model):
-    aggregates: list[str] | None = Field(
+    aggregates: list[AggregateName] | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_ON_DEMAND_AGGREGATES,
         description=(
             "On-demand aggregates: the reservoir that pools grow from and shrink back to. "
             'Defaults to ["<gpuType>-n3"]. Listed first is drained first and receives hosts '
@@ -60,11 +66,25 @@ class OnDemandSpec(_Model):
 
 class PoolSpec(_Model):
     aggregate: str | None = Field(
-        default=None,
-        **_AGGREGATE_NAME,
-        description='Nova host aggregate of this pool. Defaults to "<gpuType>-n3-spot" or "<gpuType>-n3-runpod".',
+        default=None, **_AGGREGATE_NAME, description="Nova host aggregate of this pool."
     )
     hosts: int = Field(default=0, ge=0, strict=True, description="Number of hosts the pool should hold.")
+
+
+class SpotPoolSpec(PoolSpec):
+    aggregate: str | None = Field(
+        default=None,
+        **_AGGREGATE_NAME,
+        description='Nova host aggregate of the spot pool. Defaults to "<gpuType>-n3-spot".',
+    )
+
+
+class RunPodPoolSpec(PoolSpec):
+    aggregate: str | None = Field(
+        default=None,
+        **_AGGREGATE_NAME,
+        description='Nova host aggregate of the RunPod pool. Defaults to "<gpuType>-n3-runpod".',
+    )
 
 
 class ContractSpec(_Model):
@@ -76,12 +96,16 @@ class ContractSpec(_Model):
 
 
 class PoolsSpec(_Model):
-    spot: PoolSpec | None = Field(default=None, description="The spot pool. Omit it to leave spot unmanaged.")
-    runpod: PoolSpec | None = Field(
+    spot: SpotPoolSpec | None = Field(
+        default=None, description="The spot pool. Omit it to leave spot unmanaged."
+    )
+    runpod: RunPodPoolSpec | None = Field(
         default=None, description="The RunPod pool. Omit it to leave RunPod unmanaged."
     )
     contracts: list[ContractSpec] = Field(
-        default_factory=list, description="Contract pools, each with its own aggregate."
+        default_factory=list,
+        max_length=MAX_CONTRACTS,
+        description="Contract pools, each with its own aggregate.",
     )
 
 
@@ -98,7 +122,7 @@ class PolicySpec(_Model):
         strict=True,
         description="Also move hosts that run instances. Off by default: a host with instances is never moved.",
     )
-    exclude_hosts: list[str] = Field(
+    exclude_hosts: list[HostName] = Field(
         default_factory=list, description="Hosts never moved (maintenance, investigation)."
     )
 
