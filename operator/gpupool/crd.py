@@ -41,6 +41,8 @@ def spec_schema() -> dict[str, Any]:
         {
             "rule": "self.all(a, self.exists_one(b, b == a))",
             "message": "each on-demand aggregate may be listed once: remove the duplicate from onDemand.aggregates",
+            "messageExpression": "'the on-demand aggregate \"' + self.filter(a, !self.exists_one(b, b == a))[0] + "
+            "'\" is listed more than once: remove the duplicate from onDemand.aggregates'",
         }
     ]
     contracts = schema["properties"]["pools"]["properties"]["contracts"]
@@ -151,32 +153,45 @@ _HAS_RUNPOD = "has(self.pools) && has(self.pools.runpod)"
 _HAS_CONTRACTS = "has(self.pools) && has(self.pools.contracts)"
 
 
-def _spec_rules() -> list[dict[str, str]]:
-    def rule(condition: str, check: str, path: str, message: str) -> dict[str, str]:
-        return {
-            "rule": f"!({condition}) || {check}",
-            "fieldPath": path,
-            "message": f"{message}; each aggregate may appear once across onDemand, spot, runpod and contracts",
-        }
+_ONCE = "each aggregate may appear once across onDemand, spot, runpod and contracts"
 
+
+def _spec_rules() -> list[dict[str, str]]:
+    """Cross-field rules. `message` is the fallback; `messageExpression` names the aggregate."""
+
+    def rule(condition: str, check: str, path: str, message: str, named: str | None = None) -> dict[str, str]:
+        text = f"{message}; {_ONCE}"
+        head, _, tail = text.partition(" {}")
+        entry = {"rule": f"!({condition}) || {check}", "fieldPath": path, "message": head + tail}
+        if named:
+            entry["messageExpression"] = f"'{head} \"' + {named} + '\"{tail}'"
+        return entry
+
+    # Contract rules keep the fixed message: naming the contract (filter + map over the list) is beyond
+    # the API server's messageExpression cost budget even for short lists.
     return [
         rule(
             _HAS_SPOT,
             f"!({_SPOT} in {_ON_DEMAND})",
             ".pools.spot.aggregate",
-            "pools.spot.aggregate (default <gpuType>-n3-spot) is also an on-demand aggregate: give spot its own",
+            "the spot aggregate {} is also an on-demand aggregate: give spot its own (pools.spot.aggregate, "
+            "default <gpuType>-n3-spot)",
+            _SPOT,
         ),
         rule(
             _HAS_RUNPOD,
             f"!({_RUNPOD} in {_ON_DEMAND})",
             ".pools.runpod.aggregate",
-            "pools.runpod.aggregate (default <gpuType>-n3-runpod) is also an on-demand aggregate: give runpod its own",
+            "the runpod aggregate {} is also an on-demand aggregate: give runpod its own (pools.runpod.aggregate, "
+            "default <gpuType>-n3-runpod)",
+            _RUNPOD,
         ),
         rule(
             f"{_HAS_SPOT} && has(self.pools.runpod)",
             f"{_SPOT} != {_RUNPOD}",
             ".pools.runpod.aggregate",
-            "pools.spot and pools.runpod name the same aggregate: give each pool its own",
+            "spot and runpod both name the aggregate {}: give each pool its own",
+            _SPOT,
         ),
         rule(
             _HAS_CONTRACTS,
