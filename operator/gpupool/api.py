@@ -211,6 +211,11 @@ class GpuHostPoolSpec(_Model):
             )
         return managed
 
+    def move_pool(self, source: str, target: str) -> str | None:
+        """The pool a move between two managed aggregates serves: the side that is not on-demand."""
+        on_demand = self.on_demand_aggregates()
+        return self.pool_label(source if target in on_demand else target)
+
     def pool_label(self, aggregate: str) -> str | None:
         """The pool label ("spot", "contract:X", "onDemand") of a managed aggregate, None if unmanaged."""
         return next((m.pool for m in self.managed_aggregates() if m.name == aggregate), None)

@@ -1,11 +1,14 @@
 """The GpuHostPool CustomResourceDefinition, generated from the pydantic models in `api`.
 
 The API server wants a structural schema: every `$ref` inlined, a `type` on every node, no
-`anyOf` with null, no `additionalProperties: false`. It prunes unknown fields silently; it is
-kubectl that refuses them: `kubectl apply`/`create` validate with `--validate=strict` by default
-(server-side field validation, GA since Kubernetes 1.27), so a typo such as `spec.pools.spoot`
-fails with `unknown field "spec.pools.spoot"`. Cross-field rules live in CEL
-(`x-kubernetes-validations`), with messages that say what to fix.
+`anyOf` with null, no `additionalProperties: false`. Unknown fields: the API server itself prunes
+them silently, but kubectl (1.27+) sends `fieldValidation=Strict` by default (`--validate=strict`),
+so `kubectl apply` of `spec.pools.spoot` fails with `strict decoding error: unknown field
+"spec.pools.spoot"` (verified against kube-apiserver and kubectl v1.34.4; with `--validate=false`,
+or from API clients that do not ask for strict validation, the field is dropped without a word).
+Cross-field rules live in CEL (`x-kubernetes-validations`) with messages that say what to fix. They
+set no `reason`: with `reason: FieldValueDuplicate` the API server prints `Duplicate value: "object"`
+and drops the message.
 
 Regenerate the manifest with `python -m gpupool.crd crds/gpuhostpools.gpupool.io.yaml`; a unit test
 fails when it is out of date.

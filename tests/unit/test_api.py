@@ -279,6 +279,14 @@ def test_managed_aggregates_with_roles():
     assert pool.spec.pool_label("elsewhere") is None
 
 
+def test_move_pool_is_the_side_that_is_not_on_demand():
+    (pool,) = load_pools(FULL)
+    assert pool.spec.move_pool("L40-n3", "L40-n3-spot") == "spot"
+    assert pool.spec.move_pool("L40-n3-runpod", "L40-n3-NVLink") == "runpod"
+    assert pool.spec.move_pool("L40-n3", "Contract-L40-Customer1") == "contract:Contract-L40-Customer1"
+    assert pool.spec.move_pool("L40-n3", "elsewhere") is None
+
+
 def test_omitted_pools_are_not_managed():
     spec = GpuHostPoolSpec.model_validate({"gpuType": "L40", "pools": {"runpod": {"hosts": 1}}})
     assert [m.name for m in spec.managed_aggregates()] == ["L40-n3", "L40-n3-runpod"]
