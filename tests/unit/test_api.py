@@ -2,6 +2,8 @@ import textwrap
 import typing
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from gpupool.api import (
@@ -446,3 +448,44 @@ def _model_args(annotation):
 def test_example_in_design_loads():
     text = textwrap.dedent(FULL)
     assert load_pools(text)[0].spec.gpu_type == "L40"
+
+
+# ------------------------------------------------------------------------- round trip, at random
+
+_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-", min_size=1, max_size=12)
+
+
+@st.composite
+def wire_specs(draw) -> dict:
+    names = draw(st.lists(_names, min_size=6, max_size=6, unique=True))
+    spec: dict = {"gpuType": draw(st.sampled_from(["L40", "RTX-A6000", "H100"]))}
+    if draw(st.booleans()):
+        spec["onDemand"] = {"aggregates": names[:2]}
+    pools: dict = {}
+    for role, name in (("spot", names[2]), ("runpod", names[3])):
+        if draw(st.booleans()):
+            pools[role] = {"hosts": draw(st.integers(0, 50))}
+            if draw(st.booleans()):
+                pools[role]["aggregate"] = name
+    pools["contracts"] = [
+        {"aggregate": n, "hosts": draw(st.integers(0, 9))} for n in names[4 : 4 + draw(st.integers(0, 2))]
+    ]
+    spec["pools"] = pools
+    spec["policy"] = {
+        "maxConcurrentMoves": draw(st.integers(1, 50)),
+        "moveHostsWithInstances": draw(st.booleans()),
+        "excludeHosts": draw(st.lists(_names, max_size=3)),
+    }
+    spec["paused"], spec["dryRun"] = draw(st.booleans()), draw(st.booleans())
+    spec["deletionPolicy"] = draw(st.sampled_from(["Retain", "ReturnToOnDemand"]))
+    return spec
+
+
+@settings(max_examples=100, deadline=None)
+@given(wire_specs())
+def test_any_valid_spec_round_trips_through_the_wire_format(wire):
+    spec = GpuHostPoolSpec.model_validate(wire)
+    again = GpuHostPoolSpec.model_validate(spec.to_wire())
+    assert again == spec and again.to_wire() == spec.to_wire()
+    names = [m.name for m in spec.managed_aggregates()]
+    assert len(names) == len(set(names))

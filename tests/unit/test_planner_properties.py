@@ -154,6 +154,20 @@ def check_rules(scenario: Scenario, result: Plan) -> None:
         pool_side = move.target if move.source in on_demand else move.source
         assert move.pool == spec.pool_label(pool_side)
 
+    # No overshoot: counting moves in flight as done, a pool's planned moves all go one way and stop
+    # at its count.
+    for pool in spec.target_pools():
+        if pool.aggregate not in present:
+            continue
+        members = set(snapshot.aggregates[pool.aggregate].hosts)
+        members -= {m.host for m in scenario.in_flight if m.source == pool.aggregate}
+        members |= {m.host for m in scenario.in_flight if m.target == pool.aggregate}
+        grows = sum(1 for m in result.moves if m.target == pool.aggregate)
+        shrinks = sum(1 for m in result.moves if m.source == pool.aggregate)
+        assert not (grows and shrinks)
+        assert len(members) + grows <= max(pool.desired, len(members))
+        assert len(members) - shrinks >= min(pool.desired, len(members))
+
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
