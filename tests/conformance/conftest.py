@@ -1,0 +1,157 @@
+"""Fixtures of the conformance tier: the same scenarios against novasim and against a real Nova.
+
+`cloud` is parametrized ["novasim", "realnova"]; a test calls `cloud.deploy(FLEET)` and gets a
+`Deployed` (backends.py): an openstacksdk connection built from a clouds.yaml, logical -> real
+names and ids, and `normalize()` for Nova's messages.
+
+The real Nova (nova-api 34 + Keystone 30 + Placement 16, scripts/realnova/) is installed once per
+machine into a cached venv and started once per session on 127.0.0.1; a failed install or start
+FAILS every realnova test with the reason and the services' log tails (it is never skipped).
+
+`realnova` is the reusable session fixture for other tiers (e.g. a `gpupool reconcile` test):
+`.clouds_yaml`, `.cloud_name`, `.env()`, `.register({...})`, `.log_tails()`.
+
+Environment knobs:
+  GPUPOOL_CACHE          where the real-Nova venv is cached (default ~/.cache/gpupool)
+  REALNOVA_KEEP=1        keep the real Nova's state dir (configs, SQLite files, logs)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from backends import OBSERVED, Fleet, NovasimBackend, RealNovaBackend, novasim_available
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def _load_realnova():
+    name = "realnova"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "realnova" / "realnova.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+realnova_lib = _load_realnova()
+_install_error: list[str] = []
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Install (first run on a machine: one to two minutes) before any test starts, so the
+    # install is not cut by a per-test timeout. A failure is reported by the fixture: every
+    # realnova test fails with it.
+    wanted = any("realnova" in getattr(item, "fixturenames", ()) or _realnova_param(item) for item in items)
+    if not wanted:
+        return
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        try:
+            realnova_lib.ensure_installed()
+        except Exception as exc:  # reported by the realnova fixture
+            _install_error.append(str(exc))
+
+
+def _realnova_param(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return bool(callspec and callspec.params.get("cloud") == "realnova")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def realnova(tmp_path_factory) -> Iterator:
+    """A running real Nova for the session (`RealNova` of scripts/realnova/realnova.py)."""
+    if _install_error:
+        pytest.fail(f"installing the real Nova failed:\n{_install_error[0]}", pytrace=False)
+    state = tmp_path_factory.mktemp("realnova")
+    nova = realnova_lib.RealNova(state)
+    try:
+        nova.up()
+    except Exception as exc:
+        tails = nova.log_tails() if nova.logs.exists() else ""
+        nova.down()
+        _install_error.append(f"starting the real Nova failed: {exc}")
+        pytest.fail(f"starting the real Nova failed: {exc}\n{tails}", pytrace=False)
+    print(f"\nreal Nova up in {nova.info.get('started_in_s')}s, {nova.memory_mb():.0f} MB, state in {state}")
+    try:
+        yield nova
+    finally:
+        nova.down()
+        if os.environ.get("REALNOVA_KEEP", "") in ("", "0"):
+            shutil.rmtree(state / "fernet-keys", ignore_errors=True)
+            (state / "clouds.yaml").unlink(missing_ok=True)
+        else:
+            print(f"\nreal Nova state kept in {state}", file=sys.stderr)
+
+
+_suffixes = itertools.count(1)
+
+
+class CloudUnderTest:
+    """What a test gets: deploy a fleet on this backend; failures print the backend's logs."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = backend.name
+        self.deployed = []
+
+    def deploy(self, fleet: dict | str):
+        deployed = self.backend.materialize(Fleet.parse(fleet))
+        self.deployed.append(deployed)
+        return deployed
+
+
+@pytest.fixture(params=["novasim", "realnova"])
+def cloud(request, tmp_path) -> Iterator[CloudUnderTest]:
+    if request.param == "novasim":
+        why = novasim_available()
+        if why:
+            pytest.skip(why)
+        backend = NovasimBackend(tmp_path)
+    else:
+        backend = RealNovaBackend(request.getfixturevalue("realnova"), _suffixes)
+    under_test = CloudUnderTest(backend)
+    try:
+        yield under_test
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            for d in under_test.deployed[:1]:
+                if d.log_tails:
+                    print(f"\n===== {request.param} logs =====\n{d.log_tails()}")
+        for d in under_test.deployed:
+            with contextlib.suppress(Exception):
+                d.conn.close()
+        backend.close()
+
+
+# -- observations, compared across backends by test_zz_agreement.py ------------------------------
+
+
+@pytest.fixture
+def observe(request, cloud):
+    """observe(key, value): record what this backend answered, for the cross-backend check."""
+    scenario = request.node.originalname
+
+    def record(key: str, value) -> None:
+        OBSERVED.setdefault(cloud.name, {})[(scenario, key)] = value
+
+    return record
