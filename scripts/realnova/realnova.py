@@ -145,6 +145,8 @@ class RealNova:
         self.logs = self.state / "logs"
         self.venv = venv
         self.info: dict = {}
+        self._register_worker: subprocess.Popen | None = None
+        self._register_lock = threading.Lock()
         state_file = self.state / "state.json"
         if state_file.exists():
             self.info = json.loads(state_file.read_text())
@@ -252,7 +254,8 @@ class RealNova:
         self.logs.mkdir(exist_ok=True)
         (self.state / "lock").mkdir(exist_ok=True)
         ports = {name: _free_port() for name in ("keystone", "placement", "nova", "network")}
-        password = secrets.token_urlsafe(24)
+        template = _load_template(self.venv)
+        password = template["password"] if template else secrets.token_urlsafe(24)
         keystone_url = f"http://127.0.0.1:{ports['keystone']}"
         self.info = {
             "venv": str(self.venv),
@@ -319,11 +322,6 @@ class RealNova:
                 extra_env={"OS_BOOTSTRAP_PASSWORD": password},
             )
             _wal(self.state / "keystone.db")
-            self._spawn(
-                "keystone", self._gunicorn(ports["keystone"], "keystone.wsgi.api:application", threads=4)
-            )
-            self._wait_http("keystone", f"{keystone_url}/v3")
-            self._register_catalog(keystone_url, password, ports)
 
         def placement():
             self._run(
@@ -349,13 +347,22 @@ class RealNova:
             for db in ("nova_api.db", "nova.db", "nova_cell0.db"):
                 _wal(self.state / db)
 
-        threads = [guarded(fn) for fn in (keystone, placement, nova)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        if template:
+            # Databases initialised once per machine: copied, then their paths and ports fixed.
+            self._restore_template(template, keystone_url)
+        else:
+            threads = [guarded(fn) for fn in (keystone, placement, nova)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise errors[0]
+            self._save_template(keystone_url, password)
+
+        self._spawn("keystone", self._gunicorn(ports["keystone"], "keystone.wsgi.api:application", threads=4))
+        self._wait_http("keystone", f"{keystone_url}/v3")
+        self._register_catalog(keystone_url, password, ports)
 
         # Placement runs single-threaded: SQLite and concurrent writers do not mix.
         self._spawn(
@@ -372,6 +379,54 @@ class RealNova:
         self._wait_http("nova-api", f"http://127.0.0.1:{ports['nova']}/")
         self.info["started_in_s"] = round(time.monotonic() - started, 1)
         self._save()
+
+    _TEMPLATE_FILES = ("keystone.db", "placement.db", "nova_api.db", "nova.db", "nova_cell0.db")
+    _TEMPLATE_DIRS = ("fernet-keys", "credential-keys")
+
+    def _save_template(self, keystone_url: str, password: str) -> None:
+        """Keep the freshly initialised databases (before any service ran) for the next start."""
+        assert self.venv is not None
+        final = _template_dir(self.venv)
+        if final.exists():
+            return
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700, parents=True)
+        for name in self._TEMPLATE_FILES:
+            with contextlib.closing(sqlite3.connect(self.state / name)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copy2(self.state / name, tmp / name)
+        for name in self._TEMPLATE_DIRS:
+            shutil.copytree(self.state / name, tmp / name)
+        meta = {"state": str(self.state), "keystone_url": keystone_url, "password": password}
+        fd = os.open(tmp / "template.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(meta, out)
+        try:
+            tmp.rename(final)
+        except OSError:  # another session saved one first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _restore_template(self, template: dict, keystone_url: str) -> None:
+        src = Path(template["dir"])
+        for name in self._TEMPLATE_FILES:
+            shutil.copy2(src / name, self.state / name)
+        for name in self._TEMPLATE_DIRS:
+            shutil.copytree(src / name, self.state / name)
+            os.chmod(self.state / name, 0o700)
+        with contextlib.closing(sqlite3.connect(self.state / "keystone.db")) as conn:
+            conn.execute(
+                "UPDATE endpoint SET url = replace(url, ?, ?)", (template["keystone_url"], keystone_url)
+            )
+            conn.commit()
+        with contextlib.closing(sqlite3.connect(self.state / "nova_api.db")) as conn:
+            conn.execute(
+                "UPDATE cell_mappings SET database_connection = replace(database_connection, ?, ?)",
+                (template["state"], str(self.state)),
+            )
+            conn.commit()
+        for name in self._TEMPLATE_FILES:
+            _wal(self.state / name)
 
     def _gunicorn(self, port: int, app: str, threads: int) -> list[str]:
         return [
@@ -433,6 +488,7 @@ class RealNova:
         self._save()
 
     def down(self) -> None:
+        self.close_register_worker()
         for name, pid in (self.info.get("pids") or {}).items():
             _stop(pid, name)
         self.info["pids"] = {}
@@ -453,22 +509,64 @@ class RealNova:
     # registering hosts and instances (register.py, inside nova's venv)
     def register(self, fleet: dict) -> dict:
         """Register hosts (services, compute nodes, host mappings, resource providers) and
-        instances. `fleet` = {"hosts": [{name, state, status, disabled_reason, instances}]}."""
+        instances, through one long-lived register.py worker in nova's venv:
+        {"hosts": [{name, state, status, disabled_reason}], "instances": {host: count | [..]}}."""
         payload = dict(fleet)
         payload.setdefault("project_id", self.info.get("project_id"))
-        proc = subprocess.run(
-            [self._bin("python"), str(HERE / "register.py")],
-            input=json.dumps(payload),
-            capture_output=True,
-            text=True,
-            env=self._svc_env(),
-            timeout=300,
-        )
-        with open(self.logs / "register.log", "a") as out:
-            out.write(proc.stderr)
-        if proc.returncode != 0:
-            raise RealNovaError(f"register.py exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-        return json.loads(proc.stdout or "{}")
+        with self._register_lock:
+            worker = self._register_worker
+            if worker is None or worker.poll() is not None:
+                err = open(self.logs / "register.log", "a")  # noqa: SIM115 (the child keeps it)
+                worker = subprocess.Popen(
+                    [self._bin("python"), str(HERE / "register.py"), "--serve"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                    env=self._svc_env(),
+                    cwd=self.state,
+                )
+                err.close()
+                self._register_worker = worker
+            assert worker.stdin is not None and worker.stdout is not None
+            worker.stdin.write(json.dumps(payload) + "\n")
+            worker.stdin.flush()
+            line = worker.stdout.readline()
+        if not line:
+            raise RealNovaError(
+                f"register.py exited {worker.wait()}:\n{_tail(self.logs / 'register.log', 40)}"
+            )
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RealNovaError(
+                f"registering {payload} failed: {answer['error']}\n{answer.get('traceback', '')}"
+            )
+        return answer["ok"]
+
+    def close_register_worker(self) -> None:
+        worker, self._register_worker = self._register_worker, None
+        if worker is not None and worker.poll() is None:
+            assert worker.stdin is not None
+            worker.stdin.close()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def _template_dir(venv: Path) -> Path:
+    return venv.with_name(venv.name + ".template")
+
+
+def _load_template(venv: Path) -> dict | None:
+    meta = _template_dir(venv) / "template.json"
+    try:
+        template = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    template["dir"] = str(meta.parent)
+    return template
 
 
 def _wal(db: Path) -> None:

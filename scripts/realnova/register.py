@@ -37,16 +37,42 @@ STATUS_TO_VM_STATE = {
 
 
 def main() -> None:
-    request = json.load(sys.stdin)
-    from nova import availability_zones, config, context, objects
-    from nova.scheduler.client import report
+    """One request on stdin; or, with --serve, one JSON request per line, one answer per line
+    (nova is imported and the Placement client authenticated once)."""
+    from nova import config, objects
 
     conf_dir = os.environ["OS_NOVA_CONFIG_DIR"]
     config.parse_args(["register"], default_config_files=[os.path.join(conf_dir, "nova.conf")])
     objects.register_all()
+    if "--serve" not in sys.argv[1:]:
+        json.dump(register(json.load(sys.stdin)), sys.stdout)
+        return
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            answer = {"ok": register(json.loads(line))}
+        except Exception as exc:  # reported to the caller, the worker goes on
+            import traceback
+
+            answer = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+_placement = None
+
+
+def register(request: dict) -> dict:
+    global _placement
+    from nova import availability_zones, context, objects
+    from nova.scheduler.client import report
+
     ctxt = context.get_admin_context()
     cell = next(c for c in objects.CellMappingList.get_all(ctxt) if not c.is_cell0())
-    placement = report.SchedulerReportClient()
+    if _placement is None:
+        _placement = report.SchedulerReportClient()
+    placement = _placement
     project_id = request.get("project_id") or uuid.uuid4().hex
     user_id = request.get("user_id") or uuid.uuid4().hex
     out: dict = {"hosts": {}, "instances": {}}
@@ -121,7 +147,7 @@ def main() -> None:
                 queued_for_delete=False,
             ).create()
         out["instances"][name] = created
-    json.dump(out, sys.stdout)
+    return out
 
 
 def _instances(spec, host: str) -> list[dict]:
