@@ -256,11 +256,15 @@ def _parse_host(where: _Where, path: tuple, entry: Any, hosts: dict[str, HostSpe
         raise where.error(
             path + ("disabled_reason",), "only a disabled service has a reason; add status: disabled"
         )
-    instances = entry.get("instances", 0)
-    for name in names:
+    for name in names:  # a later entry for the same host changes only the keys it gives
         spec = hosts.setdefault(name, HostSpec(name))
-        spec.state, spec.status, spec.disabled_reason = state, status, reason
-        spec.instances = _parse_instances(where, path + ("instances",), instances, name)
+        if "state" in entry:
+            spec.state = state
+        if "status" in entry:
+            spec.status = status
+            spec.disabled_reason = reason
+        if "instances" in entry:
+            spec.instances = _parse_instances(where, path + ("instances",), entry["instances"], name)
 
 
 def _parse_instances(where: _Where, path: tuple, value: Any, host: str) -> list[InstanceSpec]:
