@@ -267,35 +267,49 @@ class Cloud:
             ),
         )
 
-    def remove_host(self, aggregate: Aggregate, host: str) -> None:
-        """Remove a host from an aggregate; 'not in the aggregate' means it is already done."""
+    def remove_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
+        """Remove a host from an aggregate; 'not in the aggregate' means it is already done.
+
+        Returns the aggregate's hosts as Nova answered (its response carries the whole aggregate),
+        or None when Nova said it was done already and sent no membership.
+        """
         try:
-            self._call(
+            answer = self._call(
                 f"remove {host} from {aggregate.name}",
                 lambda: self._conn.compute.remove_host_from_aggregate(str(aggregate.id), host),
             )
         except NovaRequestError as exc:
             if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
-                return
+                return None
             raise
+        return _members(answer)
 
-    def add_host(self, aggregate: Aggregate, host: str) -> None:
-        """Add a host to an aggregate; 'already has host' means it is already done."""
+    def add_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
+        """Add a host to an aggregate; 'already has host' means it is already done.
+
+        Returns the aggregate's hosts as Nova answered, or None (see remove_host).
+        """
         try:
-            self._call(
+            answer = self._call(
                 f"add {host} to {aggregate.name}",
                 lambda: self._conn.compute.add_host_to_aggregate(str(aggregate.id), host),
             )
         except NovaRequestError as exc:
             if exc.status_code == 409 and _ALREADY_IN_AGGREGATE.search(str(exc)):
-                return
+                return None
             raise
+        return _members(answer)
 
     def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
         self._call(
             f"set metadata on {aggregate.name}",
             lambda: self._conn.compute.set_aggregate_metadata(str(aggregate.id), metadata),
         )
+
+
+def _members(aggregate: Any) -> frozenset[str] | None:
+    hosts = getattr(aggregate, "hosts", None)
+    return frozenset(hosts) if hosts is not None else None
 
 
 def _checked(response) -> None:

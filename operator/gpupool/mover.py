@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,10 +43,20 @@ class Outcome(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Observed:
+    """An aggregate's hosts as Nova reported them in its answer to one of our steps."""
+
+    aggregate: str
+    hosts: frozenset[str]
+    at: float  # time.monotonic() when the answer arrived
+
+
+@dataclass(frozen=True)
 class MoveResult:
     move: Move
     outcome: Outcome
     message: str
+    observed: tuple[Observed, ...] = ()
 
 
 ProgressCallback = Callable[[Move, Step], None]
@@ -89,6 +100,12 @@ class Mover:
         target = snapshot.aggregates[move.target]
         order = list(Step)
         first = resume_step(move, host, snapshot)
+        observed: list[Observed] = []
+
+        def seen(aggregate: str, hosts: frozenset[str] | None) -> None:
+            if hosts is not None:
+                observed.append(Observed(aggregate, hosts, time.monotonic()))
+
         for step in order[order.index(first) :]:
             self._on_step(move, step)
             try:
@@ -101,14 +118,16 @@ class Mover:
                             move, Outcome.ABORTED, f"{move.host} has instances now; left in {move.source}"
                         )
                 elif step is Step.REMOVE:
-                    self._cloud.remove_host(source, move.host)
+                    seen(source.name, self._cloud.remove_host(source, move.host))
                 elif step is Step.ADD:
-                    self._cloud.add_host(target, move.host)
+                    seen(target.name, self._cloud.add_host(target, move.host))
                 else:
                     self._cloud.enable_service(host)
             except CloudError as exc:
                 return self._undo(move, host, source, target, step, exc)
-        return MoveResult(move, Outcome.MOVED, f"{move.host} moved from {move.source} to {move.target}")
+        return MoveResult(
+            move, Outcome.MOVED, f"{move.host} moved from {move.source} to {move.target}", tuple(observed)
+        )
 
     def _leave_target(self, target: Aggregate, host: str) -> None:
         """After a failed add whose outcome is unknown: make sure the host is not in the target."""

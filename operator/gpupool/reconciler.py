@@ -91,6 +91,30 @@ def apply_result(snapshot: Snapshot, result: MoveResult) -> Snapshot:
     return Snapshot(aggregates=aggregates, hosts=hosts)
 
 
+def merge_observed(
+    snapshot: Snapshot, result: MoveResult, touched: set[str], seen_at: dict[str, float]
+) -> Snapshot:
+    """Fold in what Nova's answers to our add/remove steps said each aggregate holds.
+
+    Someone may change an aggregate behind our back during a pass; the answers to our own steps
+    carry the whole membership, so the pass learns of it without asking Nova again. Hosts this
+    pass moves are tracked from our own results (answers to concurrent moves may be older), every
+    other host is taken from the newest answer about its aggregate.
+    """
+    aggregates = dict(snapshot.aggregates)
+    for observed in result.observed:
+        current = aggregates.get(observed.aggregate)
+        if current is None or observed.at <= seen_at.get(observed.aggregate, float("-inf")):
+            continue
+        seen_at[observed.aggregate] = observed.at
+        known = frozenset(h for h in observed.hosts if h in snapshot.hosts)
+        merged = (known - touched) | (current.hosts & touched)
+        if merged != current.hosts:
+            log.info("%s changed behind our back: now %s", observed.aggregate, sorted(merged))
+            aggregates[observed.aggregate] = replace(current, hosts=merged)
+    return Snapshot(aggregates=aggregates, hosts=snapshot.hosts)
+
+
 def _with(aggregate: Aggregate, host: str) -> Aggregate:
     return replace(aggregate, hosts=aggregate.hosts | {host})
 
@@ -135,6 +159,8 @@ class Reconciler:
 
         mover = Mover(self._cloud, allow_instances=spec.policy.move_hosts_with_instances, on_step=on_step)
         failed_hosts: set[str] = set()
+        touched: set[str] = {m.host for m in resumed}
+        seen_at: dict[str, float] = {}
         running: dict[Future[MoveResult], Move] = {}
         pending = list(resumed)
         with ThreadPoolExecutor(
@@ -146,6 +172,7 @@ class Reconciler:
                 )
                 report.plan = current
                 for move in pending + list(current.moves):
+                    touched.add(move.host)
                     running[pool.submit(mover.run, move, snapshot)] = move
                 pending = []
                 if not running:
@@ -159,7 +186,7 @@ class Reconciler:
                     report.results.append(result)
                     if result.outcome is Outcome.FAILED:
                         failed_hosts.add(move.host)
-                    snapshot = apply_result(snapshot, result)
+                    snapshot = merge_observed(apply_result(snapshot, result), result, touched, seen_at)
                 notify(report)
 
         # Check the outcome against Nova itself, not our own bookkeeping.

@@ -1,0 +1,211 @@
+"""`gpupool reconcile` and `gpupool plan` against novasim: the real CLI, openstacksdk over HTTP.
+
+Every test checks what an operator of the cloud would check afterwards: which hosts sit in which
+aggregate (through novasim's state, i.e. Nova's), the exit code, the status printed, and the
+rules: no host outside every pool or in two, no host with instances moved, no service left
+disabled by us.
+"""
+
+from __future__ import annotations
+
+import json
+
+from reconcile_helpers import (
+    MANAGED,
+    assert_fleet_rules,
+    membership,
+    pool_spec,
+    run_gpupool,
+    small_fleet,
+    write_spec,
+)
+
+ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
+SERVICE_PUT = "PUT /compute/v2.1/os-services/{service_id}"
+
+
+def all_hosts(fleet: dict) -> set[str]:
+    return {h for agg in fleet["aggregates"] for h in agg["hosts"]}
+
+
+def reconcile(sim, tmp_path, *docs, args=(), **kwargs):
+    spec = write_spec(tmp_path / "pools.yaml", *docs)
+    result = run_gpupool(sim, "reconcile", "-f", str(spec), "-o", "json", *args, **kwargs)
+    status = json.loads(result.stdout)["status"] if result.stdout.strip().startswith("{") else None
+    return result, status
+
+
+def counts(state: dict) -> dict[str, int]:
+    return {name: len(hosts) for name, hosts in membership(state).items() if name in MANAGED}
+
+
+def test_grows_every_pool_with_five_nova_requests_per_move(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=12)
+    sim = start_sim(fleet)
+    sim.reset_stats()
+    result, status = reconcile(sim, tmp_path, pool_spec(spot=3, runpod=2, contract=1))
+    assert result.returncode == 0, result.stderr
+    state = sim.state()
+    assert counts(state) == {"L40-n3": 6, "L40-n3-spot": 3, "L40-n3-runpod": 2, "Contract-L40-Customer1": 1}
+    assert_fleet_rules(state, all_hosts(fleet))
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Converged")
+    assert {m["result"] for m in status["lastMoves"]} == {"Moved"}
+    assert len(status["lastMoves"]) == 6
+    by_route = sim.stats()["by_route"]
+    assert by_route[ACTION] == 2 * 6  # remove + add
+    assert by_route[SERVICE_PUT] == 2 * 6  # disable with intent + enable
+    assert by_route["GET /compute/v2.1/servers"] == 6  # the re-check on a disabled host
+
+
+def test_shrinks_back_to_on_demand_and_is_idempotent(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=6, spot=4, runpod=2)
+    sim = start_sim(fleet)
+    result, _ = reconcile(sim, tmp_path, pool_spec(spot=1, runpod=2))
+    assert result.returncode == 0, result.stderr
+    state = sim.state()
+    assert counts(state)["L40-n3-spot"] == 1
+    assert counts(state)["L40-n3"] == 9
+    assert_fleet_rules(state, all_hosts(fleet))
+    sim.reset_stats()
+    again, status = reconcile(sim, tmp_path, pool_spec(spot=1, runpod=2))
+    assert again.returncode == 0
+    assert status["lastMoves"] == []
+    assert ACTION not in sim.stats()["by_route"]  # converged: nothing to do, nothing done
+
+
+def test_blocked_when_not_enough_movable_hosts_and_says_why(start_sim, tmp_path):
+    fleet = small_fleet(
+        on_demand=6,
+        busy=("gpu-l40-001", "gpu-l40-002"),
+        down=("gpu-l40-003",),
+        foreign_disabled=("gpu-l40-004",),
+    )
+    sim = start_sim(fleet)
+    spec = pool_spec(spot=4, policy={"excludeHosts": ["gpu-l40-005"]})
+    result, status = reconcile(sim, tmp_path, spec)
+    assert result.returncode == 2, result.stderr
+    state = sim.state()
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-006"}  # the only movable host
+    assert_fleet_rules(state, all_hosts(fleet))
+    (blocker,) = status["blockers"]
+    assert blocker["reason"] == "NotEnoughMovableHosts"
+    for words in ("spot", "4", "instances", "excluded"):
+        assert words in blocker["message"], blocker["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+
+
+def test_dry_run_and_paused_move_nothing(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=6)
+    sim = start_sim(fleet)
+    before = membership(sim.state())
+    dry, status = reconcile(sim, tmp_path, pool_spec(spot=2, dryRun=True))
+    assert [m["to"] for m in status["plannedMoves"]] == ["L40-n3-spot", "L40-n3-spot"]
+    paused, status_paused = reconcile(sim, tmp_path, pool_spec(spot=2, paused=True))
+    assert membership(sim.state()) == before
+    assert ACTION not in sim.stats()["by_route"]
+    assert any(c["reason"] == "Paused" for c in status_paused["conditions"]), status_paused["conditions"]
+    assert dry.returncode in (0, 2) and paused.returncode in (0, 2)
+
+
+def test_plan_lists_moves_without_making_them(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=6)
+    sim = start_sim(fleet)
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, runpod=1, policy={"maxConcurrentMoves": 3}))
+    result = run_gpupool(sim, "plan", "-f", str(spec), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)["status"]["plannedMoves"]
+    assert sorted(m["to"] for m in planned) == ["L40-n3-runpod", "L40-n3-spot", "L40-n3-spot"]
+    assert ACTION not in sim.stats()["by_route"]
+    table = run_gpupool(sim, "plan", "-f", str(spec))
+    assert "would move gpu-l40-001: L40-n3 -> L40-n3-spot" in table.stdout
+
+
+def test_converges_through_server_errors_latency_and_token_expiry(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=10)
+    sim = start_sim(fleet, latency_ms=5, token_lifetime_s=3)
+    sim.faults(
+        routes={
+            ACTION: {"error_rate": 0.3, "error_status": 500},
+            SERVICE_PUT: {"error_rate": 0.2, "error_status": 503},
+            "GET /compute/v2.1/os-services": {"error_rate": 1.0, "error_status": 503, "count": 2},
+        }
+    )
+    sim.expire_tokens()
+    result, status = reconcile(sim, tmp_path, pool_spec(spot=3, runpod=2, policy={"maxConcurrentMoves": 2}))
+    assert result.returncode == 0, result.stderr + result.stdout
+    state = sim.state()
+    assert counts(state)["L40-n3-spot"] == 3
+    assert counts(state)["L40-n3-runpod"] == 2
+    assert_fleet_rules(state, all_hosts(fleet))
+    by_status = sim.stats()["by_status"]
+    assert by_status.get("500", 0) + by_status.get("503", 0) >= 3  # the faults did happen
+
+
+def test_a_host_that_gains_an_instance_mid_move_stays(start_sim, tmp_path):
+    """The plan's snapshot is stale: a VM lands on gpu-l40-001 just as it is disabled."""
+    fleet = small_fleet(on_demand=4)
+    sim = start_sim(fleet)
+    hold = sim.hold("PUT", "/compute/v2.1/os-services/{service_id}", body_contains='"disabled"')
+    import subprocess
+
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1, policy={"maxConcurrentMoves": 1}))
+    import os
+
+    from reconcile_helpers import GPUPOOL
+
+    proc = subprocess.Popen(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sim.wait_held(hold)
+    sim.start_instance("gpu-l40-001", name="late-arrival")
+    sim.release(hold)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    state = sim.state()
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-002"}
+    assert "gpu-l40-001" in membership(state)["L40-n3"]
+    host1 = next(h for h in state["hosts"] if h["name"] == "gpu-l40-001")
+    assert (host1["status"], host1["disabled_reason"]) == ("enabled", None)
+    assert_fleet_rules(state, all_hosts(fleet))
+    moves = json.loads(out)["status"]["lastMoves"]
+    assert any(m["host"] == "gpu-l40-001" and m["result"] == "Aborted" for m in moves), moves
+
+
+def test_someone_else_moving_a_host_mid_run(start_sim, tmp_path):
+    """While our first move is under way, someone puts another host into spot by hand.
+
+    Nova's answer to our add_host carries the aggregate's whole membership: the pass sees the
+    hand-moved host there and plans no second move (no overshoot, no move back afterwards).
+    """
+    fleet = small_fleet(on_demand=8)
+    sim = start_sim(fleet)
+    hold = sim.hold("POST", "/compute/v2.1/os-aggregates/{aggregate_id}/action", body_contains="remove_host")
+    import os
+    import subprocess
+
+    from reconcile_helpers import GPUPOOL
+
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, policy={"maxConcurrentMoves": 1}))
+    proc = subprocess.Popen(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sim.wait_held(hold)
+    sim.move_host("gpu-l40-008", "L40-n3", "L40-n3-spot")
+    sim.release(hold)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    state = sim.state()
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-001", "gpu-l40-008"}
+    assert_fleet_rules(state, all_hosts(fleet))
+    moves = [(m["host"], m["to"]) for m in json.loads(out)["status"]["lastMoves"]]
+    assert moves == [("gpu-l40-001", "L40-n3-spot")]
