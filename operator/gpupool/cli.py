@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # keystoneauth warns about version discovery before our own error says it better.
+        logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     from .cloud import CloudError
 
     try:

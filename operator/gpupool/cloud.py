@@ -136,6 +136,13 @@ class Cloud:
     def close(self) -> None:
         self._conn.close()
 
+    def _auth_url(self) -> str:
+        """Where Keystone is expected (not a secret; said in errors so users can check it)."""
+        try:
+            return str(self._conn.config.config["auth"]["auth_url"])
+        except (AttributeError, KeyError, TypeError):
+            return "unknown"
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -159,13 +166,13 @@ class Cloud:
                     raise NovaRequestError(f"{what}: {_details(exc)}", _status_code(exc)) from None
                 last = exc
                 delay = self._retry.delay(attempt)
-                log.warning("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
+                log.info("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
                 self._sleep(delay)
         assert last is not None
         if isinstance(last, ksa_exceptions.ConnectionError):
             raise CloudUnreachable(
                 f"{what}: cloud {self.cloud_name!r} did not answer after {self._retry.attempts} attempts "
-                f"({_brief(last)}); check auth_url in clouds.yaml and the network"
+                f"({_brief(last)}); check auth_url ({self._auth_url()}) in clouds.yaml and the network"
             ) from None
         raise NovaRequestError(
             f"{what}: still failing after {self._retry.attempts} attempts: {_details(last)}",

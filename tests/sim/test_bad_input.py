@@ -1,0 +1,77 @@
+"""Bad input: one clear line saying what is wrong and what to do, exit 1, nothing moved."""
+
+from __future__ import annotations
+
+import socket
+
+import yaml
+from reconcile_helpers import membership, pool_spec, run_gpupool, small_fleet, write_spec
+
+ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("gpupool reconcile: error:"), result.stderr
+    return result.stderr
+
+
+def test_spec_that_does_not_validate(start_sim, tmp_path):
+    sim = start_sim(small_fleet(on_demand=4))
+    before = membership(sim.state())
+    bad = pool_spec(spot=-2)
+    bad["spec"]["pools"]["contracts"] = [{"hosts": 1}]
+    bad["spec"]["polcy"] = {}
+    spec = write_spec(tmp_path / "pools.yaml", bad)
+    message = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec)))
+    assert "pools.spot.hosts" in message and "0" in message
+    assert "contracts[0].aggregate" in message or "contracts.0.aggregate" in message
+    assert "polcy" in message and "policy" in message  # did you mean
+    assert str(spec) in message
+    assert membership(sim.state()) == before
+    assert ACTION not in sim.stats()["by_route"]
+
+
+def test_spec_that_is_not_yaml(start_sim, tmp_path):
+    sim = start_sim(small_fleet(on_demand=4))
+    spec = tmp_path / "pools.yaml"
+    spec.write_text("apiVersion: gpupool.io/v1alpha1\nkind: GpuHostPool\nspec: [unclosed\n")
+    message = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec)))
+    assert str(spec) in message
+
+
+def test_unknown_cloud_name_lists_the_known_ones(start_sim, tmp_path):
+    sim = start_sim(small_fleet(on_demand=4))
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1))
+    message = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec), "--os-cloud", "prod-typo"))
+    assert "prod-typo" in message and "sim" in message
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_keystone_and_wrong_password(start_sim, tmp_path):
+    sim = start_sim(small_fleet(on_demand=4))
+    clouds = yaml.safe_load(sim.clouds_yaml.read_text())
+    good = clouds["clouds"]["sim"]
+    clouds["clouds"]["gone"] = {
+        **good,
+        "auth": {**good["auth"], "auth_url": f"http://127.0.0.1:{_free_port()}/v3"},
+    }
+    clouds["clouds"]["badpw"] = {**good, "auth": {**good["auth"], "password": "hunter2-wrong"}}
+    sim.clouds_yaml.write_text(yaml.safe_dump(clouds))
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1))
+
+    unreachable = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec), "--os-cloud", "gone"))
+    assert "127.0.0.1" in unreachable or "reach" in unreachable.lower()
+
+    refused = run_gpupool(sim, "reconcile", "-f", str(spec), "--os-cloud", "badpw")
+    message = one_line_error(refused)
+    assert "credentials" in message.lower() or "401" in message or "authenticat" in message.lower()
+    assert "hunter2-wrong" not in refused.stderr + refused.stdout  # never print a secret
+    assert ACTION not in sim.stats()["by_route"]
