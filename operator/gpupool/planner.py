@@ -19,11 +19,13 @@ Decisions (docs/architecture.md says why at more length):
 
 from __future__ import annotations
 
+import collections
+import functools
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from .api import GpuHostPoolSpec, TargetPool
 from .intent import parse_reason
@@ -91,9 +93,16 @@ class Plan:
     pools: PoolsState
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+@functools.lru_cache(maxsize=65_536)
 def natural_key(name: str) -> tuple:
-    """Sort key that puts gpu-2 before gpu-10."""
-    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name))
+    """Sort key that puts gpu-2 before gpu-10. Cached: the same names are sorted every pass."""
+    # split() alternates text and digit runs, text first: ints and strs never meet at one index.
+    parts = tuple(
+        int(part) if odd else part for odd, part in zip(itertools.cycle((0, 1)), _DIGITS.split(name))
+    )
     return (parts, name)
 
 
@@ -127,11 +136,15 @@ class _Rules:
     snapshot: Snapshot
     in_flight: frozenset[str]
     in_several: frozenset[str]
+    excluded: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.excluded = frozenset(self.spec.policy.exclude_hosts)
 
     def why_not(self, name: str) -> str | None:
         if name in self.in_flight:
             return IN_FLIGHT
-        if name in self.spec.policy.exclude_hosts:
+        if name in self.excluded:
             return EXCLUDED
         if name in self.in_several:
             return IN_SEVERAL
@@ -149,9 +162,12 @@ class _Rules:
             return BUSY
         return None
 
-    def order(self, name: str) -> tuple:
+    def instances(self, name: str) -> int:
         host = self.snapshot.hosts.get(name)
-        return (host.instances or 0) if host else 0, natural_key(name)
+        return (host.instances or 0) if host else 0
+
+    def order(self, name: str) -> tuple:
+        return self.instances(name), natural_key(name)
 
 
 @dataclass
@@ -168,7 +184,8 @@ class _Pool:
         return abs(self.target.desired - self.have)
 
     def urgency(self) -> tuple:
-        behind = Fraction(self.gap, max(self.target.desired, self.have, 1))
+        # A float is exact enough: equal ratios of small ints round to the same float.
+        behind = self.gap / max(self.target.desired, self.have, 1)
         return (-behind, -self.gap, self.index)
 
 
@@ -256,7 +273,7 @@ def _on_demand_candidates(
 ) -> list[Move]:
     """Hosts that may leave on-demand, best first (pool left blank: filled when a pool takes one)."""
     candidates = [
-        (rules.order(host)[0], index, natural_key(host), Move(host, aggregate, "", ""))
+        (rules.instances(host), index, natural_key(host), Move(host, aggregate, "", ""))
         for index, aggregate in enumerate(on_demand)
         for host in members[aggregate]
         if rules.why_not(host) is None
@@ -279,8 +296,8 @@ def _leaving(
 def _schedule(pools: Sequence[_Pool], supply: Sequence[Move], budget: int | None) -> list[Move]:
     """Hand out moves one at a time to the pool furthest behind. Updates each pool's `have`."""
     moves: list[Move] = []
-    free = list(supply)
-    shrinking = {id(p): list(p.leaving) for p in pools}
+    free = collections.deque(supply)
+    shrinking = {id(p): collections.deque(p.leaving) for p in pools}
     while budget is None or len(moves) < budget:
         ready = [
             p
@@ -291,11 +308,11 @@ def _schedule(pools: Sequence[_Pool], supply: Sequence[Move], budget: int | None
             break
         pool = min(ready, key=_Pool.urgency)
         if pool.have > pool.target.desired:
-            host, home = shrinking[id(pool)].pop(0)
+            host, home = shrinking[id(pool)].popleft()
             moves.append(Move(host, pool.target.aggregate, home, pool.target.label))
             pool.have -= 1
         else:
-            taken = free.pop(0)
+            taken = free.popleft()
             moves.append(Move(taken.host, taken.source, pool.target.aggregate, pool.target.label))
             pool.have += 1
     return moves

@@ -73,6 +73,23 @@ class Aggregate:
     metadata: dict[str, str]
     created_at: str
     updated_at: str | None = None
+    members: set[str] = field(default_factory=set)  # the same hosts, for O(1) membership tests
+
+    def __post_init__(self) -> None:
+        self.members = set(self.hosts)
+
+    def has(self, host: str) -> bool:
+        return host in self.members
+
+    def add(self, host: str) -> None:
+        if host not in self.members:
+            self.hosts.append(host)
+            self.members.add(host)
+
+    def discard(self, host: str) -> None:
+        if host in self.members:
+            self.hosts.remove(host)
+            self.members.discard(host)
 
     @property
     def availability_zone(self) -> str | None:
@@ -212,7 +229,7 @@ class CloudState:
             self._check_zone_change(agg, zone, [host], prefix)
             current = self.host_zone(host)
             count = len(self.instances_by_host.get(host, {}))
-            if current != zone and count and host not in agg.hosts:
+            if current != zone and count and not agg.has(host):
                 raise NovaError(
                     409,
                     f"{prefix}. Reason: The host cannot be added to the aggregate as the availability zone of "
@@ -221,9 +238,9 @@ class CloudState:
                     "Move the instances away from this host then try again. If you need to move the instances "
                     "between AZs then you can use shelve_offload and unshelve to achieve this..",
                 )
-        if host in agg.hosts:
+        if agg.has(host):
             raise NovaError(409, f"Aggregate {agg.id} already has host {host}.")
-        agg.hosts.append(host)
+        agg.add(host)
         agg.updated_at = now_iso()
         self._changed()
         return agg
@@ -234,9 +251,9 @@ class CloudState:
             agg = self.aggregate(aggregate_id)
         except NovaError:
             raise not_found from None
-        if host not in agg.hosts:
+        if not agg.has(host):
             raise not_found
-        agg.hosts.remove(host)
+        agg.discard(host)
         agg.updated_at = now_iso()
         self._changed()
         return agg
@@ -244,7 +261,7 @@ class CloudState:
     def host_zone(self, host: str) -> str | None:
         """The zone a host's aggregates give it, None when none of them sets one."""
         for agg in self.aggregates.values():
-            if host in agg.hosts and agg.availability_zone:
+            if agg.availability_zone and agg.has(host):
                 return agg.availability_zone
         return None
 
@@ -256,7 +273,7 @@ class CloudState:
                 if other.id != agg.id
                 and other.availability_zone
                 and other.availability_zone != zone
-                and any(h in other.hosts for h in hosts)
+                and any(other.has(h) for h in hosts)
             }
         )
         if conflicting:
@@ -353,10 +370,8 @@ class CloudState:
     def move_host(self, host: str, source: str, target: str) -> None:
         """Someone else moves a host (by aggregate names), bypassing every check."""
         src, dst = self.aggregate_by_name(source), self.aggregate_by_name(target)
-        if host in src.hosts:
-            src.hosts.remove(host)
-        if host not in dst.hosts:
-            dst.hosts.append(host)
+        src.discard(host)
+        dst.add(host)
         self._changed()
 
     def snapshot(self) -> dict:
@@ -376,7 +391,7 @@ class CloudState:
                         {"id": i.id, "name": i.name, "status": i.status, "flavor": i.flavor}
                         for i in self.instances_by_host[host].values()
                     ],
-                    "aggregates": [a.name for a in self.aggregates.values() if host in a.hosts],
+                    "aggregates": [a.name for a in self.aggregates.values() if a.has(host)],
                 }
                 for host, svc in self.computes.items()
             ],
