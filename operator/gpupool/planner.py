@@ -194,8 +194,14 @@ def plan(
     snapshot: Snapshot,
     in_flight: Iterable[Move] = (),
     origins: Mapping[str, str] | None = None,
+    *,
+    all_moves: bool = False,
 ) -> Plan:
-    """The next moves toward the spec's counts, and what keeps any pool from reaching its count."""
+    """The next moves toward the spec's counts, and what keeps any pool from reaching its count.
+
+    `all_moves`: every move still needed, in the order successive plans would pick them if each
+    succeeds, instead of only as many as `maxConcurrentMoves` allows to start now.
+    """
     in_flight = tuple(in_flight)
     origins = origins or {}
     blockers: list[Blocker] = []
@@ -245,7 +251,8 @@ def plan(
     # Without the concurrency bound, on copies: where every pool would end up, to explain shortfalls.
     unbounded = [_Pool(p.target, p.index, p.have, list(p.leaving)) for p in pools]
     eventual = _schedule(unbounded, supply, None)
-    moves = _schedule(pools, supply, max(0, spec.policy.max_concurrent_moves - len(in_flight)))
+    budget = None if all_moves else max(0, spec.policy.max_concurrent_moves - len(in_flight))
+    moves = _schedule(pools, supply, budget)
     if on_demand:
         blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight))
 

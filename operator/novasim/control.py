@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -95,10 +96,17 @@ class Stats:
     def __init__(self):
         self.by_route: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
+        self.first_at: float | None = None  # wall clock, when the first counted request arrived
+        self.last_at: float | None = None  # ... and when the last one was answered
+
+    def started(self) -> None:
+        if self.first_at is None:
+            self.first_at = time.time()
 
     def record(self, key: str, status: int) -> None:
         self.by_route[key] += 1
         self.by_status[str(status)] += 1
+        self.last_at = time.time()
 
     def view(self) -> dict:
         total = sum(self.by_route.values())
@@ -108,6 +116,8 @@ class Stats:
             "compute": compute,
             "by_route": dict(sorted(self.by_route.items())),
             "by_status": dict(sorted(self.by_status.items())),
+            "first_at": self.first_at,
+            "last_at": self.last_at,
         }
 
 

@@ -75,6 +75,7 @@ class Simulator:
         if request.path.startswith("/_sim"):
             return await handler(request)
         key = _route_key(request)
+        self.control.stats.started()
         faults = self.control.faults
         delay = faults.delay_s(key)
         if delay > 0:
