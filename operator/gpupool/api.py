@@ -361,6 +361,11 @@ class GpuHostPoolStatus(_Model):
         default_factory=list, description="Why some pool cannot reach its count."
     )
     summary: Summary = Field(default_factory=Summary, description="Short strings for kubectl get columns.")
+    returned_to_on_demand: bool | None = Field(
+        default=None,
+        description="Set while the resource is being deleted with deletionPolicy ReturnToOnDemand: true once "
+        "every host of its pools is back in on-demand and the deletion can finish.",
+    )
 
 
 # ------------------------------------------------------------------------------------ resource

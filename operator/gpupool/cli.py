@@ -73,6 +73,65 @@ def _add_sim(subparsers) -> None:
     parser.set_defaults(handler=novasim_cli.run)
 
 
+def _add_run(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the Kubernetes operator (watches GpuHostPools cluster-wide)",
+        description="Run the operator: kopf watches GpuHostPools; the replica holding the Lease moves hosts.",
+    )
+    _add_run_arguments(parser)
+    parser.set_defaults(handler=_run_operator)
+
+
+def _run_operator(args) -> int:
+    from . import handlers  # kopf is imported only when the operator runs
+
+    return handlers.run(args)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interval", type=float, default=60.0, metavar="SECONDS", help="drift check period (default 60)"
+    )
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)",
+    )
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the leader-election Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument("--lease-name", default="gpupool-operator", help="the Lease's name")
+    parser.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="how long a silent leader keeps the lease",
+    )
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME"),
+        help="this replica's name in the Lease (default: $POD_NAME)",
+    )
+
+
+def _add_crd(subparsers) -> None:
+    parser = subparsers.add_parser("crd", help="print the GpuHostPool CustomResourceDefinition (YAML)")
+    parser.set_defaults(handler=_crd)
+
+
+def _crd(args) -> int:
+    """Print the CRD generated from the api models (crds/ holds the same text)."""
+    from .crd import render_crd_yaml
+
+    sys.stdout.write(render_crd_yaml())
+    return EXIT_CONVERGED
+
+
 def _load_pools(path: str):
     """Every GpuHostPool in a file, or in the *.yaml / *.yml files of a folder (sorted by name)."""
     from pathlib import Path
@@ -188,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(subparsers)
     _add_reconcile(subparsers)
+    _add_run(subparsers)
+    _add_crd(subparsers)
     _add_sim(subparsers)
     return parser
 

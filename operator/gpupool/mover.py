@@ -16,7 +16,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .cloud import Cloud, CloudError, NovaRequestError
 from .intent import MoveIntent, parse_reason
@@ -57,6 +57,7 @@ class MoveResult:
     outcome: Outcome
     message: str
     observed: tuple[Observed, ...] = ()
+    finished_at: float = field(default_factory=time.time)  # wall clock, for the status history
 
 
 ProgressCallback = Callable[[Move, Step], None]

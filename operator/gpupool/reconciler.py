@@ -138,10 +138,24 @@ class Reconciler:
         self._cloud = cloud
         self._clock = clock
 
-    def reconcile(self, spec: GpuHostPoolSpec, on_report: ReportCallback | None = None) -> PassReport:
-        """One pass. Calls `on_report` whenever something changed (moves start or end)."""
+    def reconcile(
+        self,
+        spec: GpuHostPoolSpec,
+        on_report: ReportCallback | None = None,
+        *,
+        snapshot: Snapshot | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> PassReport:
+        """One pass. Calls `on_report` whenever something changed (moves start or end).
+
+        `snapshot`: a fresh one taken for several GpuHostPools at once (the operator shares one per
+        cloud and round); otherwise the pass takes its own. `should_stop`: asked before each new
+        move; once true, no move starts and the pass ends when the running ones have finished (a
+        move is never abandoned half-way).
+        """
         notify = on_report or (lambda report: None)
-        snapshot = self._cloud.snapshot()
+        stop = should_stop or (lambda: False)
+        snapshot = snapshot if snapshot is not None else self._cloud.snapshot()
         resumed = recover_in_flight(spec, snapshot)
         report = PassReport(
             plan=plan(spec, snapshot, in_flight=resumed), paused=spec.paused, dry_run=spec.dry_run
@@ -184,6 +198,8 @@ class Reconciler:
                     replan, planned_at = False, time.monotonic()
                     free = max(0, bound - len(in_flight))
                     report.plan = replace(everything, moves=tuple(everything.moves[:free]))
+                if stop():
+                    queue.clear()
                 starting = pending + [
                     queue.popleft() for _ in range(min(len(queue), bound - len(running) - len(pending)))
                 ]
@@ -207,8 +223,9 @@ class Reconciler:
                     replan |= result.outcome is not Outcome.MOVED or snapshot.aggregates != applied.aggregates
                 notify(report)
 
-        # Check the outcome against Nova itself, not our own bookkeeping.
-        final = self._cloud.snapshot()
+        # Check the outcome against Nova itself, not our own bookkeeping. Nothing moved: the
+        # snapshot the pass started from is still the truth, and asking again would only cost.
+        final = self._cloud.snapshot() if report.results else snapshot
         report.plan = plan(_excluding(spec, failed_hosts), final, in_flight=recover_in_flight(spec, final))
         report.finished = True
         notify(report)

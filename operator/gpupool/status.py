@@ -109,7 +109,7 @@ def build_status(
             "to": result.move.target,
             "result": str(result.outcome),
             "message": result.message,
-            "finishedAt": stamp,
+            "finishedAt": timestamp(result.finished_at),
         }
         if entry not in last_moves:
             last_moves.append(entry)

@@ -1,0 +1,34 @@
+"""Two GpuHostPools naming the same aggregate: the earlier one keeps it, the later one waits. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .api import GpuHostPoolSpec
+
+
+def find_conflicts(pools: Iterable[tuple[str, str, GpuHostPoolSpec]]) -> dict[str, str]:
+    """(name, creationTimestamp, spec) of each resource -> {name of a later resource: why it waits}.
+
+    Earlier means an older creationTimestamp, then the name; the order is the same in every replica
+    and every round, so a conflict never flips between the two resources.
+    """
+    owner: dict[str, str] = {}
+    waiting: dict[str, str] = {}
+    for name, _, spec in sorted(pools, key=lambda p: (p[1], p[0])):
+        clashes = []
+        for aggregate in spec.managed_aggregates():
+            first = owner.get(aggregate.name)
+            if first is not None and first != name:
+                clashes.append(
+                    f"aggregate {aggregate.name!r} ({aggregate.field}) is managed by GpuHostPool {first!r}"
+                )
+        if clashes:
+            waiting[name] = (
+                "; ".join(clashes) + ": an aggregate belongs to one GpuHostPool; remove it from one of them. "
+                "Nothing moves for this resource until then."
+            )
+            continue
+        for aggregate in spec.managed_aggregates():
+            owner[aggregate.name] = name
+    return waiting

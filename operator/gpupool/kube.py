@@ -1,0 +1,113 @@
+"""The Kubernetes side, through the official client: GpuHostPools, their status, Events, a Lease.
+
+The only module besides handlers.py (kopf) that talks to the Kubernetes API. Cluster-scoped
+objects have their Events in the `default` namespace, where `kubectl describe` finds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiException
+
+GROUP, VERSION, PLURAL, KIND = "gpupool.io", "v1alpha1", "gpuhostpools", "GpuHostPool"
+EVENTS_NAMESPACE = "default"
+COMPONENT = "gpupool-operator"
+
+log = logging.getLogger(__name__)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def load_config() -> None:
+    """In a pod: the service account. Elsewhere: $KUBECONFIG or ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+class Kube:
+    def __init__(self, identity: str | None = None):
+        self.api = kubernetes.client.ApiClient()
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.coordination = kubernetes.client.CoordinationV1Api(self.api)
+        self.identity = identity or f"{os.uname().nodename}-{uuid.uuid4().hex[:6]}"
+
+    # -- GpuHostPools -----------------------------------------------------------------------
+
+    def list_pools(self) -> list[dict]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+
+    def get_pool(self, name: str) -> dict | None:
+        try:
+            return self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_status(self, name: str, status: dict) -> None:
+        """Merge `status` into the resource's status subresource (null values remove keys)."""
+        try:
+            self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    # -- Events -----------------------------------------------------------------------------
+
+    def event(self, pool: dict, type_: str, reason: str, message: str) -> None:
+        meta = pool["metadata"]
+        stamp = now()
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=EVENTS_NAMESPACE
+            ),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta["name"],
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            source=kubernetes.client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=self.identity[:128],
+            first_timestamp=stamp,
+            last_timestamp=stamp,
+            count=1,
+        )
+        try:
+            self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
+        except ApiException as exc:  # an Event is worth a log line, never a failed round
+            log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
+
+    # -- Lease ------------------------------------------------------------------------------
+
+    def read_lease(self, namespace: str, name: str) -> Any | None:
+        try:
+            return self.coordination.read_namespaced_lease(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+@dataclass
+class LeaseSpec:
+    namespace: str
+    name: str = "gpupool-operator"
+    duration_s: int = 15

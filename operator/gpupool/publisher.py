@@ -1,0 +1,124 @@
+"""Writes a pass's progress into the GpuHostPool's status, and posts its Events.
+
+Called from the pass's threads whenever something changes. A status patch goes out at once when the
+set of moves under way or finished changes (so `kubectl get` shows in-flight moves while they run),
+otherwise at most once a second. Events: one per move started, finished, aborted or failed, and one
+per blocker the status did not already show; nothing is posted twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .kube import Kube
+from .mover import Outcome
+from .reconciler import PassReport
+from .status import build_status, merge_conditions, summary, timestamp
+
+MIN_INTERVAL_S = 1.0
+_RESULT_EVENTS = {
+    Outcome.MOVED: ("Normal", "MoveFinished"),
+    Outcome.ABORTED: ("Warning", "MoveAborted"),
+    Outcome.FAILED: ("Warning", "MoveFailed"),
+}
+
+
+class StatusPublisher:
+    def __init__(self, kube: Kube, body: dict):
+        self.kube = kube
+        self.body = body
+        self.name = body["metadata"]["name"]
+        self.generation = body["metadata"].get("generation")
+        self.previous: dict = dict(body.get("status") or {})
+        self._lock = threading.Lock()
+        self._last_patch = 0.0
+        self._last_shape: tuple = ()
+        self._started: set[str] = set()
+        self._results_posted = 0
+        self._blockers_known = {
+            (b.get("reason"), b.get("message")) for b in self.previous.get("blockers") or ()
+        }
+
+    # -- during a pass ------------------------------------------------------------------------
+
+    def update(self, report: PassReport) -> None:
+        with self._lock:
+            self._events(report)
+            shape = (tuple(sorted(f.move.host for f in report.in_flight)), len(report.results))
+            due = shape != self._last_shape or time.monotonic() - self._last_patch >= MIN_INTERVAL_S
+            if due:
+                self._publish(
+                    build_status(report, now=time.time(), previous=self.previous, generation=self.generation)
+                )
+                self._last_shape = shape
+
+    def final(self, report: PassReport, returned: bool | None = None) -> None:
+        with self._lock:
+            self._events(report)
+            status = build_status(report, now=time.time(), previous=self.previous, generation=self.generation)
+            status["returnedToOnDemand"] = returned
+            self._publish(status)
+
+    # -- without a pass -----------------------------------------------------------------------
+
+    def invalid(self, problems: str) -> None:
+        self._verdict("InvalidSpec", f"the spec is invalid: {problems}")
+
+    def conflict(self, message: str) -> None:
+        self._verdict("Conflict", message)
+
+    def cloud_error(self, message: str) -> None:
+        self._verdict("CloudError", message)
+
+    def _verdict(self, reason: str, message: str) -> None:
+        """Nothing moves: Ready False, Degraded True with the reason; an Event when it is news."""
+        with self._lock:
+            before = next(
+                (c for c in self.previous.get("conditions") or () if c.get("type") == "Degraded"), {}
+            )
+            stamp = timestamp(time.time())
+            conditions = merge_conditions(
+                self.previous.get("conditions"),
+                [
+                    ("Ready", "False", reason, message),
+                    ("Progressing", "False", reason, "nothing moves until this is fixed"),
+                    ("Degraded", "True", reason, message),
+                ],
+                stamp,
+            )
+            status = {"conditions": conditions, "inFlight": []}
+            if self.generation is not None:
+                status["observedGeneration"] = self.generation
+            status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
+            self._publish(status)
+            if (before.get("reason"), before.get("message")) != (reason, message):
+                self.kube.event(self.body, "Warning", reason, message)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _publish(self, status: dict) -> None:
+        self.kube.patch_status(self.name, status)
+        self.previous = {**self.previous, **status}
+        self._last_patch = time.monotonic()
+
+    def _events(self, report: PassReport) -> None:
+        for flight in report.in_flight:
+            move = flight.move
+            if move.host not in self._started:
+                self._started.add(move.host)
+                self.kube.event(
+                    self.body,
+                    "Normal",
+                    "MoveStarted",
+                    f"moving {move.host} from {move.source} to {move.target}",
+                )
+        for result in report.results[self._results_posted :]:
+            type_, reason = _RESULT_EVENTS[result.outcome]
+            self.kube.event(self.body, type_, reason, result.message)
+        self._results_posted = len(report.results)
+        for blocker in report.plan.blockers if report.finished else ():
+            key = (blocker.reason, blocker.message)
+            if key not in self._blockers_known:
+                self._blockers_known.add(key)
+                self.kube.event(self.body, "Warning", blocker.reason, blocker.message)
