@@ -43,6 +43,14 @@ def spec_seen(name: str, **_: Any) -> None:
         _controller.poke(name)
 
 
+# Any deletion may end a conflict: wake the controller. A raw watch event, because kopf runs no
+# deletion handler for an object without a finalizer (which Retain resources do not get).
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def watched(type: str, **_: Any) -> None:
+    if type == "DELETED" and _controller is not None:
+        _controller.poke()
+
+
 def _returns_hosts(spec: dict, **_: Any) -> bool:
     return spec.get("deletionPolicy") == RETURN_TO_ON_DEMAND
 
