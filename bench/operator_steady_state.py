@@ -1,0 +1,138 @@
+"""The operator's cost: time from `kubectl apply` to the first Nova request, and Nova requests per
+minute in steady state with 1 and with 20 GpuHostPools on one cloud.
+
+    .venv/bin/python bench/operator_steady_state.py [--interval 5] [--seconds 30]
+
+Runs what the e2e tests run: a local kube-apiserver (scripts/localkube.py), novasim, and
+`gpupool run` as a real process. Steady state is measured with a short drift interval and scaled
+to the default 60 s interval (requests per round x rounds per minute); both are printed. The
+baseline is the one-resource case measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "operator"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from operator_helpers import OperatorProcess, new_lease, wait_for  # noqa: E402
+
+from novasim.testing import SimProcess  # noqa: E402
+
+
+def _localkube():
+    spec = importlib.util.spec_from_file_location("localkube", ROOT / "scripts" / "localkube.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localkube"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Kube:
+    def __init__(self, cp):
+        self.env = cp.env()
+        self.kubectl_path = str(cp.kubectl)
+
+    def kubectl(self, *args, input=None):
+        return subprocess.run(
+            [self.kubectl_path, *args], input=input, env=self.env, capture_output=True, text=True, check=True
+        )
+
+
+def fleet(types: int) -> dict:
+    aggregates = []
+    for t in range(types):
+        gpu = f"G{t:02d}"
+        aggregates += [
+            {"name": f"{gpu}-n3", "hosts": [f"gpu-{gpu.lower()}-[001-010]"]},
+            {"name": f"{gpu}-n3-spot", "hosts": []},
+        ]
+    return {"aggregates": aggregates}
+
+
+def pools(types: int) -> str:
+    docs = [
+        {
+            "apiVersion": "gpupool.io/v1alpha1",
+            "kind": "GpuHostPool",
+            "metadata": {"name": f"g{t:02d}"},
+            "spec": {"gpuType": f"G{t:02d}", "cloud": "sim", "pools": {"spot": {"hosts": 2}}},
+        }
+        for t in range(types)
+    ]
+    return yaml.safe_dump_all(docs)
+
+
+def measure(kube: Kube, tmp: Path, types: int, interval: float, seconds: float) -> dict:
+    with SimProcess(fleet(types), tmp / f"sim-{types}") as sim:
+        op = OperatorProcess(kube, sim, tmp, interval=interval, lease=new_lease(), identity=f"bench-{types}")
+        try:
+            time.sleep(3)  # the operator is up and leading
+            sim.reset_stats()
+            applied = time.time()
+            kube.kubectl("apply", "-f", "-", input=pools(types))
+            first = wait_for("a Nova request", lambda: sim.stats()["first_at"], timeout=60, every=0.02)
+            kube.kubectl("wait", "--for=condition=Ready", "ghp", "--all", "--timeout=120s")
+            time.sleep(interval + 1)  # let the round that follows convergence pass
+            sim.reset_stats()
+            time.sleep(seconds)
+            steady = sim.stats()
+        finally:
+            op.stop()
+            kube.kubectl("delete", "ghp", "--all", "--wait=true")
+    nova = {k: v for k, v in steady["by_route"].items() if "/compute/v2.1/" in k}
+    per_minute = sum(nova.values()) / seconds * 60
+    rounds = nova.get("GET /compute/v2.1/os-aggregates", 0) or 1  # one aggregate list per round
+    return {
+        "pools": types,
+        "apply_to_first_nova_s": first - applied,
+        "nova_per_minute": per_minute,
+        "rounds": rounds,
+        "per_round": sum(nova.values()) / rounds,
+        "per_minute_at_60s": sum(nova.values()) / rounds,  # one round a minute
+        "routes": nova,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    localkube = _localkube()
+    localkube.ensure_binaries()
+    cp = localkube.start()
+    try:
+        kube = Kube(cp)
+        kube.kubectl("apply", "-f", str(ROOT / "crds"))
+        kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+        with tempfile.TemporaryDirectory(prefix="gpupool-opbench-") as tmp:
+            one = measure(kube, Path(tmp), 1, args.interval, args.seconds)
+            twenty = measure(kube, Path(tmp), 20, args.interval, args.seconds)
+    finally:
+        cp.stop(remove=True)
+    print(f"operator steady state (drift interval {args.interval:.0f} s, measured over {args.seconds:.0f} s)")
+    for r in (one, twenty):
+        print(
+            f"  {r['pools']:2d} GpuHostPool(s): kubectl apply -> first Nova request {r['apply_to_first_nova_s']:.2f} s; "
+            f"{r['nova_per_minute']:.0f} Nova req/min at this interval ({r['rounds']} rounds) = "
+            f"{r['per_round']:.1f} per round "
+            f"-> {r['per_minute_at_60s']:.1f} req/min at the default 60 s"
+        )
+        print(f"      {json.dumps(r['routes'])}")
+    print(f"  20 resources cost {twenty['per_round'] / one['per_round']:.2f}x the requests of 1 (baseline)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
