@@ -28,7 +28,7 @@ test: venv lint
 unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-demo: venv
+demo: venv kube-binaries
 	$(VENV)/bin/python scripts/demo.py
 
 clean:
