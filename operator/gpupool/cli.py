@@ -204,7 +204,9 @@ def _plan(args) -> int:
             snapshot = snapshots[_cloud_of(pool, args)]
             in_flight = recover_in_flight(pool.spec, snapshot)
             report = PassReport(
-                plan=plan(pool.spec, snapshot, in_flight=in_flight), dry_run=True, finished=True
+                plan=plan(pool.spec, snapshot, in_flight=in_flight, all_moves=True),
+                dry_run=True,
+                finished=True,
             )
             docs.append({"name": pool.name, "status": build_status(report, now=time.time())})
     print(_render(docs, args.output))

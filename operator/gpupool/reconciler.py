@@ -158,7 +158,10 @@ class Reconciler:
         snapshot = snapshot if snapshot is not None else self._cloud.snapshot()
         resumed = recover_in_flight(spec, snapshot)
         report = PassReport(
-            plan=plan(spec, snapshot, in_flight=resumed), paused=spec.paused, dry_run=spec.dry_run
+            # A dry run shows every move the spec needs, not only the first maxConcurrentMoves.
+            plan=plan(spec, snapshot, in_flight=resumed, all_moves=spec.dry_run),
+            paused=spec.paused,
+            dry_run=spec.dry_run,
         )
         if spec.paused or spec.dry_run:
             report.finished = True

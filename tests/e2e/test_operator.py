@@ -273,3 +273,54 @@ def test_deletion_with_each_policy(stack, kube):
     kube.kubectl("delete", "ghp", "give-back", "--timeout=60s")
     assert members(sim)["L40-n3-runpod"] == set()
     assert kube.kubectl("get", "ghp", "give-back", check=False).returncode != 0
+
+
+def test_blockers_are_reported_once_and_explained(stack, kube):
+    sim, _ = stack(L40_FLEET, interval=2)
+    spec = {"gpuType": "L40", "cloud": "sim", "pools": {"spot": {"hosts": 11}}}  # 10 movable hosts
+    kube.apply(ghp("greedy", **spec))
+    wait_for("Degraded", lambda: condition(kube, "greedy", "Degraded").get("status") == "True", timeout=60)
+    degraded = condition(kube, "greedy", "Degraded")
+    assert degraded["reason"] == "NotEnoughMovableHosts"
+    assert "instances" in degraded["message"], degraded["message"]
+    assert condition(kube, "greedy")["status"] == "False"
+    time.sleep(5)  # two more timer rounds: the same blocker is not posted again
+    blocked = [e for e in events(kube, "greedy") if e["reason"] == "NotEnoughMovableHosts"]
+    assert len(blocked) == 1, blocked
+    assert len(members(sim)["L40-n3-spot"]) == 10
+    assert_rules(sim)
+
+
+def test_credentials_never_leak(stack, kube, tmp_path):
+    """A wrong password: the status and Events say what is wrong; no secret anywhere a user reads."""
+    fleet = {**L40_FLEET, "cloud": {"password": "right-pw-5521"}}
+    sim, (op,) = stack(fleet)
+    import yaml
+
+    clouds = yaml.safe_load(sim.clouds_yaml.read_text())
+    clouds["clouds"]["wrongpw"] = {
+        **clouds["clouds"]["sim"],
+        "auth": {**clouds["clouds"]["sim"]["auth"], "password": "wrong-pw-8812"},
+    }
+    sim.clouds_yaml.write_text(yaml.safe_dump(clouds))
+    kube.apply(ghp("leaky", gpuType="L40", cloud="wrongpw", pools={"spot": {"hosts": 1}}))
+    wait_for(
+        "CloudError", lambda: condition(kube, "leaky", "Degraded").get("reason") == "CloudError", timeout=60
+    )
+    message = condition(kube, "leaky", "Degraded")["message"]
+    assert "wrongpw" in message and ("credential" in message.lower() or "401" in message), message
+    seen = kube.kubectl("get", "ghp", "leaky", "-o", "yaml").stdout
+    seen += kube.kubectl("get", "events", "-n", "default", "-o", "yaml").stdout
+    seen += op.log()
+    for secret in ("right-pw-5521", "wrong-pw-8812"):
+        assert secret not in seen
+    assert len(members(sim)["L40-n3-spot"]) == 0
+
+
+def test_kubectl_explain_reads_well(crd):
+    explained = crd.kubectl("explain", "gpuhostpool.spec.pools").stdout
+    for field in ("spot", "runpod", "contracts"):
+        assert re.search(rf"^\s+{field}\s+<", explained, re.M), explained
+    assert "DESCRIPTION" in explained
+    policy = crd.kubectl("explain", "gpuhostpool.spec.policy.maxConcurrentMoves").stdout
+    assert "at the same time" in policy

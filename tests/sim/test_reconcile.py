@@ -112,7 +112,8 @@ def test_dry_run_and_paused_move_nothing(start_sim, tmp_path):
 def test_plan_lists_moves_without_making_them(start_sim, tmp_path):
     fleet = small_fleet(on_demand=6)
     sim = start_sim(fleet)
-    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, runpod=1, policy={"maxConcurrentMoves": 3}))
+    # Every move the spec needs is listed, not only the first maxConcurrentMoves.
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, runpod=1, policy={"maxConcurrentMoves": 1}))
     result = run_gpupool(sim, "plan", "-f", str(spec), "-o", "json")
     assert result.returncode == 0, result.stderr
     planned = json.loads(result.stdout)["status"]["plannedMoves"]
