@@ -22,6 +22,7 @@ from .cloud import Cloud, CloudError
 from .conflicts import find_conflicts
 from .kube import Kube
 from .leader import LeaderElector
+from .mover import Outcome
 from .publisher import StatusPublisher
 from .reconciler import Reconciler
 
@@ -108,11 +109,12 @@ class Controller:
             self.wake.clear()
             try:
                 busy = self.round()
+                pause = 0.0 if busy else self.interval_s
             except Exception:  # a round must never kill the loop; the next one starts afresh
-                log.exception("reconcile round failed")
-                busy = False
-            if not busy:
-                self.wake.wait(self.interval_s)
+                log.exception("reconcile round failed; retrying in a few seconds")
+                pause = min(self.interval_s, 5.0)
+            if pause:
+                self.wake.wait(pause)
         for cloud in self._clouds.values():
             cloud.close()
 
@@ -178,7 +180,8 @@ class Controller:
             len(report.results),
             "converged" if report.converged else "not converged",
         )
-        return bool(report.results) or should_stop()
+        # Another round at once after progress; after nothing but failures, wait for the timer.
+        return any(r.outcome is Outcome.MOVED for r in report.results) or should_stop()
 
     def _cloud(self, name: str) -> Cloud:
         cloud = self._clouds.get(name)

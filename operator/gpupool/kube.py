@@ -92,8 +92,10 @@ class Kube:
         )
         try:
             self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
-        except ApiException as exc:  # an Event is worth a log line, never a failed round
-            log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
+        except Exception as exc:  # noqa: BLE001 - an Event is worth a log line, never a failed move
+            log.warning(
+                "could not post event %s for %s: %s", reason, meta["name"], getattr(exc, "reason", exc)
+            )
 
     # -- Lease ------------------------------------------------------------------------------
 

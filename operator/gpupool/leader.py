@@ -45,6 +45,9 @@ class LeaderElector:
         except ApiException as exc:
             log.warning("lease %s/%s: %s", self.namespace, self.name, exc.reason)
             leading = False
+        except Exception as exc:  # noqa: BLE001 - API server unreachable: not leading, try again
+            log.warning("lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
+            leading = False
         if leading and not self.leading.is_set():
             log.info("%s leads (lease %s/%s)", self.identity, self.namespace, self.name)
         if not leading and self.leading.is_set():

@@ -8,6 +8,7 @@ per blocker the status did not already show; nothing is posted twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -16,6 +17,7 @@ from .mover import Outcome
 from .reconciler import PassReport
 from .status import build_status, merge_conditions, summary, timestamp
 
+log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
 _RESULT_EVENTS = {
     Outcome.MOVED: ("Normal", "MoveFinished"),
@@ -98,7 +100,13 @@ class StatusPublisher:
     # -- helpers ------------------------------------------------------------------------------
 
     def _publish(self, status: dict) -> None:
-        self.kube.patch_status(self.name, status)
+        # Called from the move threads: a Kubernetes API hiccup must never break a move. The next
+        # update (or the next round) writes the status again.
+        try:
+            self.kube.patch_status(self.name, status)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: could not write the status (%s); retried with the next update", self.name, exc)
+            return
         self.previous = {**self.previous, **status}
         self._last_patch = time.monotonic()
 
