@@ -266,3 +266,11 @@ def test_gpupool_sim_serves_the_openstack_cli(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_hanging_request_times_the_client_out_and_the_next_one_is_answered(sim):
+    tok = token(sim)
+    sim.faults(routes={"GET /compute/v2.1/os-services": {"hang": True, "count": 1}})
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"{sim.url}/compute/v2.1/os-services", headers={"X-Auth-Token": tok}, timeout=0.5)
+    assert nova(sim, "GET", "/os-services", tok).status_code == 200
