@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -83,8 +84,12 @@ class Simulator:
         injected = faults.injected(key, is_compute=request.path.startswith(PREFIX + "/"))
         if injected:
             kind, status = injected
-            if kind == "hang":
-                await asyncio.sleep(faults.hang_s)
+            if kind == "hang":  # until the client gives up (or hang_s passes)
+                deadline = time.monotonic() + faults.hang_s
+                while (
+                    time.monotonic() < deadline and request.transport and not request.transport.is_closing()
+                ):
+                    await asyncio.sleep(0.05)
                 status = 504
             response = _injected_error(status)
         else:
