@@ -77,7 +77,7 @@ def _add_run(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run the Kubernetes operator (watches GpuHostPools cluster-wide)",
-        description="Run the operator: kopf watches GpuHostPools; the replica holding the Lease moves hosts.",
+        description="Run the operator: kopf watches GpuHostPools; of the peered replicas, one moves hosts.",
     )
     _add_run_arguments(parser)
     parser.set_defaults(handler=_run_operator)
@@ -100,22 +100,42 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)",
     )
     parser.add_argument(
-        "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        help="namespace of the leader-election Lease (default: $POD_NAMESPACE, else default)",
+        "--peering",
+        default="gpupool-operator",
+        metavar="NAME",
+        help="the ClusterKopfPeering the replicas share; exactly one of them acts (default gpupool-operator)",
     )
-    parser.add_argument("--lease-name", default="gpupool-operator", help="the Lease's name")
     parser.add_argument(
-        "--lease-duration",
+        "--standalone",
+        action="store_true",
+        help="no peering: for a single replica only (two standalone replicas would both act)",
+    )
+    parser.add_argument(
+        "--peering-lifetime",
         type=int,
         default=15,
         metavar="SECONDS",
-        help="how long a silent leader keeps the lease",
+        help="how long a silent replica's peering record holds off the others (default 15)",
+    )
+    # The option's name before peering replaced the Lease; kept so existing command lines still work.
+    parser.add_argument("--lease-duration", type=int, dest="peering_lifetime", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority (default: by seniority, so the replica that started first acts)",
     )
     parser.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME"),
-        help="this replica's name in the Lease (default: $POD_NAME)",
+        help="this replica's name in the peering records and Events (default: $POD_NAME)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long moves under way may take to finish (default 60)",
     )
 
 
@@ -208,7 +228,12 @@ def _plan(args) -> int:
                 dry_run=True,
                 finished=True,
             )
-            docs.append({"name": pool.name, "status": build_status(report, now=time.time())})
+            status = build_status(report, now=time.time())
+            # What a plan says is in plannedMoves and blockers; conditions describe a resource's
+            # live state (and would call this a dry run), so a plan has none.
+            status.pop("conditions", None)
+            status["summary"].pop("message", None)
+            docs.append({"name": pool.name, "status": status})
     print(_render(docs, args.output))
     return EXIT_CONVERGED
 

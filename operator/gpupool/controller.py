@@ -5,7 +5,7 @@ the later one waits), takes one snapshot per cloud, and runs one reconciler pass
 parallel, all on that snapshot. So in steady state a round costs one list of GpuHostPools and three
 Nova requests per cloud, however many resources there are. Rounds run when something changed
 (kopf handlers poke the controller), right after a round that moved hosts, and every `interval_s`
-to catch drift made behind the operator's back. Only the replica holding the Lease runs rounds.
+to catch drift made behind the operator's back. Only the replica that leads (peering.py) runs rounds.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .api import GpuHostPoolSpec, SpecError, load_pools
 from .cloud import Cloud, CloudError
 from .conflicts import find_conflicts
 from .kube import Kube
-from .leader import LeaderElector
 from .mover import Outcome
 from .publisher import StatusPublisher
 from .reconciler import Reconciler
@@ -78,10 +78,16 @@ def returning_spec(spec: GpuHostPoolSpec) -> GpuHostPoolSpec:
     )
 
 
+class Leadership(Protocol):
+    """peering.py: set while this replica is the one that acts."""
+
+    leading: threading.Event
+
+
 @dataclass
 class Controller:
     kube: Kube
-    elector: LeaderElector
+    leadership: Leadership
     interval_s: float = 60.0
     cloud_factory: Callable[[str], Cloud] = Cloud
     wake: threading.Event = field(default_factory=threading.Event)
@@ -103,7 +109,7 @@ class Controller:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if not self.elector.leading.is_set():
+            if not self.leadership.leading.is_set():
                 self.wake.wait(1.0)
                 continue
             self.wake.clear()
@@ -162,7 +168,7 @@ class Controller:
         def should_stop() -> bool:
             with self._lock:
                 changed = view.name in self._changed
-            return changed or self.stop.is_set() or not self.elector.leading.is_set()
+            return changed or self.stop.is_set() or not self.leadership.leading.is_set()
 
         started = time.monotonic()
         try:

@@ -1,17 +1,19 @@
 """kopf wiring and `gpupool run`: watch GpuHostPools, wake the controller, guard deletions.
 
-kopf watches the resources, serves the liveness endpoint and runs the deletion finalizer. The work
-itself (rounds of reconciler passes, status, Events) is done by the Controller on its own thread,
-and only by the replica that holds the Lease (leader.py says why not kopf's peering). So kopf runs
-standalone, and its own Events and status progress are off: the status and Events users read are
-the controller's alone, posted once, by the leader.
+kopf watches the resources, serves the liveness endpoint, runs the deletion finalizer and keeps this
+replica's peering record. The work itself (rounds of reconciler passes, status, Events) is done by
+the Controller on its own thread, and only while this replica leads (peering.py: kopf's peering
+records, seniority priorities). kopf's own Events and status progress are off: the status and Events
+users read are the controller's alone, posted once, by the leader.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import threading
+import time
 from typing import Any
 
 import kopf
@@ -23,16 +25,6 @@ RETURN_TO_ON_DEMAND = "ReturnToOnDemand"
 
 # Set by run(); the handlers below only poke it.
 _controller = None
-
-
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.posting.enabled = False
-    settings.persistence.finalizer = "gpupool.io/return-to-on-demand"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gpupool.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="gpupool.io")
-    settings.watching.server_timeout = 300
-    settings.networking.request_timeout = 30
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -67,31 +59,88 @@ def return_hosts_before_deletion(name: str, status: dict, **_: Any) -> None:
     raise kopf.TemporaryError("returning the pools' hosts to on-demand before deletion", delay=2)
 
 
+def kopf_settings(peering_lifetime_s: int) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the Events users read are the controller's, posted once
+    settings.persistence.finalizer = "gpupool.io/return-to-on-demand"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gpupool.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="gpupool.io")
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    settings.peering.lifetime = peering_lifetime_s
+    settings.peering.stealth = True  # no log line per keep-alive
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the operator until SIGINT/SIGTERM."""
+    """Run the operator until SIGINT/SIGTERM.
+
+    kopf runs on a thread of its own, so that shutdown happens in the safe order: the controller
+    first (no new move starts, moves under way finish), then kopf, which drops this replica's
+    peering record last, so a standby takes over only once nothing moves here any more.
+    """
     global _controller
     from .controller import Controller
-    from .leader import LeaderElector
+    from .peering import PeeringLeadership, StandaloneLeadership, seniority_priority
 
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
     load_config()
     kube = Kube(identity=args.identity)
-    elector = LeaderElector(kube, args.lease_namespace, args.lease_name, args.lease_duration)
-    _controller = Controller(kube, elector, interval_s=args.interval)
+    priority = args.priority if args.priority is not None else seniority_priority(time.time())
+    if args.standalone:
+        leadership = StandaloneLeadership()
+    else:
+        leadership = PeeringLeadership(kube, args.peering, priority, args.peering_lifetime)
+    _controller = Controller(kube, leadership, interval_s=args.interval)
     stop = _controller.stop
-    threads = [
-        threading.Thread(target=elector.run, args=(stop,), name="lease", daemon=True),
+    shutdown = threading.Event()
+    kopf_stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("%s received: stopping (no new moves; moves under way finish)", signal.Signals(signum).name)
+        shutdown.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def run_kopf() -> None:
+        try:
+            kopf.run(
+                clusterwide=True,
+                standalone=args.standalone,
+                peering_name=None if args.standalone else args.peering,
+                priority=priority,
+                identity=kube.identity,
+                liveness_endpoint=args.liveness,
+                settings=kopf_settings(args.peering_lifetime),
+                stop_flag=kopf_stop,
+            )
+        finally:
+            shutdown.set()  # kopf ending on its own ends the operator
+
+    workers = [
+        threading.Thread(target=leadership.run, args=(stop,), name="leadership", daemon=True),
         threading.Thread(target=_controller.run, name="controller", daemon=True),
     ]
-    for thread in threads:
+    kopf_thread = threading.Thread(target=run_kopf, name="kopf", daemon=True)
+    for thread in [*workers, kopf_thread]:
         thread.start()
-    log.info("gpupool operator %s starting (drift check every %.0fs)", kube.identity, args.interval)
-    try:
-        kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness)
-    finally:
-        stop.set()
-        _controller.wake.set()
-        for thread in threads:
-            thread.join(timeout=30)
+    log.info(
+        "gpupool operator %s starting: %s, priority %d, drift check every %.0fs",
+        kube.identity,
+        "standalone" if args.standalone else f"peering {args.peering!r}",
+        priority,
+        args.interval,
+    )
+    while not shutdown.wait(1.0):
+        pass
+    stop.set()
+    _controller.wake.set()
+    for thread in workers:
+        thread.join(timeout=args.shutdown_grace)
+    kopf_stop.set()
+    kopf_thread.join(timeout=30)
+    log.info("gpupool operator %s stopped", kube.identity)
     return 0

@@ -37,6 +37,9 @@ def table(doc: dict) -> str:
         lines.append(f"  {move['result'].lower()} {move['host']}: {move['from']} -> {move['to']}")
     for blocker in status.get("blockers", []):
         lines.append(f"  blocked ({blocker['reason']}): {blocker['message']}")
+    if "conditions" not in status:  # a plan
+        count = len(status.get("plannedMoves", []))
+        lines.append(f"  {count} move(s) needed" if count else "  nothing to move")
     for condition in status.get("conditions", []):
         lines.append(
             f"  {condition['type']}={condition['status']} {condition['reason']}: {condition['message']}"

@@ -1,0 +1,168 @@
+"""High availability through kopf's peering: of all replicas, exactly one moves hosts.
+
+Every replica runs kopf with peering on. kopf keeps one record per replica (identity, priority,
+lastseen, lifetime) in the ClusterKopfPeering object named by `--peering`, renews its own record
+before it expires, and pauses its watching, handlers and timers while another live record has a
+higher *or the same* priority. Because equal priorities pause every replica, each replica gets its
+own priority by seniority: the earlier a replica started, the higher its priority. A replica that
+starts later never pre-empts the one acting; when the acting one dies, its record expires after its
+lifetime and the next in seniority takes over.
+
+The controller does the moving on its own thread, so it follows the same records with kopf's rule
+(`PeeringLeadership`): it leads while its own record is live and no other live record has a priority
+as high as its own, and only once its own record has been visible for a settle period (time for a
+replica started at the same moment to write its record). Nothing but the peering records is kept:
+a new leader resumes the moves in flight from Nova itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from kubernetes.client import ApiException
+
+from .kube import Kube
+
+log = logging.getLogger(__name__)
+
+PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
+DEFAULT_PEERING_NAME = "gpupool-operator"
+KOPF_DEFAULT_LIFETIME_S = 60  # what kopf assumes for a record that does not say
+_PRIORITY_CEILING = 2**53  # JSON-safe integers only: the records are read by other clients too
+
+
+def seniority_priority(started_at: float, rng: random.Random | None = None) -> int:
+    """A priority that falls with the start time (milliseconds), random below that to break ties."""
+    tie_breaker = (rng or random).randrange(1000)
+    return _PRIORITY_CEILING - int(started_at * 1000) * 1000 - tie_breaker
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    identity: str
+    priority: int
+    deadline: dt.datetime
+
+    def live(self, now: dt.datetime) -> bool:
+        return self.deadline > now
+
+
+def parse_records(status: dict | None) -> list[PeerRecord]:
+    """The records kopf writes into the peering object's status, as kopf itself reads them."""
+    records = []
+    for identity, info in (status or {}).items():
+        if not isinstance(info, dict):
+            continue
+        lifetime = dt.timedelta(seconds=int(info.get("lifetime", KOPF_DEFAULT_LIFETIME_S)))
+        lastseen = info.get("lastseen")
+        seen = dt.datetime.fromisoformat(lastseen) if lastseen else dt.datetime.now(dt.UTC)
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=dt.UTC)
+        records.append(PeerRecord(identity, int(info.get("priority", 0)), seen + lifetime))
+    return records
+
+
+def outranking_peers(identity: str, priority: int, records: list[PeerRecord], now: dt.datetime) -> list[str]:
+    """Live peers that pause this replica in kopf: a higher or the same priority."""
+    return sorted(
+        r.identity for r in records if r.identity != identity and r.live(now) and r.priority >= priority
+    )
+
+
+class PeeringLeadership:
+    """Follows the ClusterKopfPeering records; `leading` is set while this replica should act."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        name: str,
+        priority: int,
+        lifetime_s: int,
+        *,
+        poll_s: float | None = None,
+        settle_s: float | None = None,
+    ):
+        self.kube = kube
+        self.name = name
+        self.identity = kube.identity
+        self.priority = priority
+        self.lifetime_s = lifetime_s
+        self.poll_s = poll_s if poll_s is not None else min(2.0, max(0.5, lifetime_s / 5))
+        self.settle_s = settle_s if settle_s is not None else 2 * self.poll_s + 1
+        self.leading = threading.Event()
+        self._own_record_since: float | None = None
+        self._last_reason = ""
+
+    def observe(self, records: list[PeerRecord] | None, now: dt.datetime, clock: float) -> bool:
+        """Decide from the records read at `now` (None: no peering object). Sets `leading`."""
+        if records is None:
+            self._set(False, f"the ClusterKopfPeering {self.name!r} does not exist (manifests/peering.yaml)")
+            return False
+        mine = next((r for r in records if r.identity == self.identity and r.live(now)), None)
+        if mine is None:
+            self._own_record_since = None
+            self._set(False, "kopf has not written this replica's peering record yet")
+            return False
+        if self._own_record_since is None:
+            self._own_record_since = clock
+        above = outranking_peers(self.identity, self.priority, records, now)
+        if above:
+            self._set(False, f"standing by: {', '.join(above)} outrank(s) this replica")
+            return False
+        if clock - self._own_record_since < self.settle_s:
+            self._set(False, "settling: peers started at the same moment may not have written yet")
+            return False
+        self._set(True, "no live peer outranks this replica")
+        return True
+
+    def read_records(self) -> list[PeerRecord] | None:
+        try:
+            body = self.kube.custom.get_cluster_custom_object(
+                PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, self.name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_records(body.get("status"))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.observe(self.read_records(), dt.datetime.now(dt.UTC), time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - API unreachable: stop acting, keep trying
+                self._set(False, f"cannot read the peering records ({type(exc).__name__})")
+            stop.wait(self.poll_s)
+        self.leading.clear()
+
+    def _set(self, leading: bool, reason: str) -> None:
+        if leading != self.leading.is_set() or (not leading and reason != self._last_reason):
+            level = logging.INFO if leading or not self.leading.is_set() else logging.WARNING
+            state = "leads" if leading else "does not act"
+            log.log(
+                level,
+                "%s %s (peering %s, priority %d): %s",
+                self.identity,
+                state,
+                self.name,
+                self.priority,
+                reason,
+            )
+        self._last_reason = reason
+        (self.leading.set if leading else self.leading.clear)()
+
+
+class StandaloneLeadership:
+    """`gpupool run --standalone`: one replica only, no peering; it always acts."""
+
+    def __init__(self) -> None:
+        self.leading = threading.Event()
+        self.leading.set()
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait()
