@@ -93,7 +93,7 @@ class PeeringLeadership:
         self.priority = priority
         self.lifetime_s = lifetime_s
         self.poll_s = poll_s if poll_s is not None else min(2.0, max(0.5, lifetime_s / 5))
-        self.settle_s = settle_s if settle_s is not None else 2 * self.poll_s + 1
+        self.settle_s = settle_s if settle_s is not None else self.poll_s + 1.0
         self.leading = threading.Event()
         self._own_record_since: float | None = None
         self._last_reason = ""

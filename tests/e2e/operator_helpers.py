@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 GPUPOOL = str(Path(sys.executable).parent / "gpupool")
-_leases = itertools.count(1)
+_peerings = itertools.count(1)
 
 
 def wait_for(what: str, predicate: Callable[[], object], timeout: float = 60, every: float = 0.2):
@@ -31,14 +31,34 @@ def wait_for(what: str, predicate: Callable[[], object], timeout: float = 60, ev
 
 
 class OperatorProcess:
-    """One replica of `gpupool run` against the test control plane and a novasim cloud."""
+    """One replica of `gpupool run` against the test control plane and a novasim cloud.
 
-    def __init__(self, kube, sim, workdir: Path, *, interval: float = 30, lease: str, identity: str):
+    Replicas given the same `peering` name share one ClusterKopfPeering object (created here if
+    missing) and are peers: exactly one of them acts. `lease` is the former name of `peering`.
+    """
+
+    def __init__(
+        self,
+        kube,
+        sim,
+        workdir: Path,
+        *,
+        interval: float = 30,
+        identity: str,
+        peering: str | None = None,
+        lease: str | None = None,
+        peering_lifetime: int = 4,
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.identity = identity
+        self.peering = peering or lease or new_peering()
+        if hasattr(kube, "kubectl"):  # an admin's kube; a ServiceAccount's relies on the manifests
+            ensure_peering(kube, self.peering)
         self.log_file = workdir / f"operator-{identity}.log"
         env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1"}
-        args = [GPUPOOL, "run", "--interval", str(interval), "--lease-name", lease, "--lease-duration", "4"]
-        args += ["--identity", identity]
-        with open(self.log_file, "w") as log:
+        args = [GPUPOOL, "run", "--interval", str(interval), "--identity", identity]
+        args += ["--peering", self.peering, "--peering-lifetime", str(peering_lifetime), *extra_args]
+        with open(self.log_file, "a") as log:
             self.proc = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
@@ -60,8 +80,28 @@ class OperatorProcess:
         return self.log_file.read_text(errors="replace")
 
 
-def new_lease() -> str:
-    return f"gpupool-e2e-{os.getpid()}-{next(_leases)}"
+def new_peering() -> str:
+    return f"gpupool-e2e-{os.getpid()}-{next(_peerings)}"
+
+
+new_lease = new_peering  # the former name, still used by bench/operator_steady_state.py
+
+
+PEERING_CRD = REPO / "crds" / "clusterkopfpeerings.kopf.dev.yaml"
+
+
+def ensure_peering(kube, name: str) -> None:
+    """The ClusterKopfPeering the replicas share (kopf does not create it; manifests/peering.yaml does)."""
+    kube.kubectl("apply", "-f", str(PEERING_CRD))
+    kube.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    doc = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+
+def peering_records(kube, name: str) -> dict:
+    """identity -> {priority, lifetime, lastseen}: what kopf wrote for each replica."""
+    proc = kube.kubectl("get", "clusterkopfpeering", name, "-o", "json", check=False)
+    return (json.loads(proc.stdout).get("status") or {}) if proc.returncode == 0 else {}
 
 
 def ghp(name: str, **spec) -> str:
@@ -81,6 +121,12 @@ def condition(kube, name: str, kind: str = "Ready") -> dict:
 
 def members(sim) -> dict[str, set[str]]:
     return {a["name"]: set(a["hosts"]) for a in sim.state()["aggregates"]}
+
+
+def disabled_by_gpupool(sim, state: dict | None = None) -> list[str]:
+    """Hosts whose compute service still carries a move's intent (a move not finished)."""
+    state = state or sim.state()
+    return [h["name"] for h in state["hosts"] if (h["disabled_reason"] or "").startswith("gpupool:")]
 
 
 def events(kube, name: str) -> list[dict]:

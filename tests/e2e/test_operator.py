@@ -12,6 +12,7 @@ from operator_helpers import (
     OperatorProcess,
     condition,
     delete_all_pools,
+    disabled_by_gpupool,
     events,
     ghp,
     members,
@@ -46,7 +47,7 @@ def assert_rules(sim, hosts=ALL_L40, managed=MANAGED) -> None:
                 where.setdefault(h, []).append(agg["name"])
     assert hosts <= set(where), f"hosts outside every pool: {sorted(hosts - set(where))}"
     assert all(len(a) == 1 for a in where.values()), {h: a for h, a in where.items() if len(a) > 1}
-    ours = [h["name"] for h in state["hosts"] if (h["disabled_reason"] or "").startswith("gpupool:")]
+    ours = disabled_by_gpupool(sim, state)
     assert not ours, f"left disabled by gpupool: {ours}"
 
 
@@ -236,7 +237,11 @@ def test_drift_is_put_back_on_the_next_timer_round(stack, kube):
     wait_for("Ready", lambda: ready(kube, "l40") and len(members(sim)["L40-n3-spot"]) == 3, timeout=60)
     taken = sorted(members(sim)["L40-n3-spot"])[0]
     sim.move_host(taken, "L40-n3-spot", "L40-n3")  # someone moves a host back by hand
-    wait_for("the timer round restores spot", lambda: len(members(sim)["L40-n3-spot"]) == 3, timeout=30)
+    wait_for(
+        "the timer round restores spot and re-enables the host",
+        lambda: len(members(sim)["L40-n3-spot"]) == 3 and not disabled_by_gpupool(sim),
+        timeout=30,
+    )
     assert_rules(sim)
 
 
