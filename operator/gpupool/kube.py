@@ -1,7 +1,8 @@
-"""The Kubernetes side, through the official client: GpuHostPools, their status, Events, a Lease.
+"""The Kubernetes side, through the official client: GpuHostPools, their status, Events.
 
-The only module besides handlers.py (kopf) that talks to the Kubernetes API. Cluster-scoped
-objects have their Events in the `default` namespace, where `kubectl describe` finds them.
+With handlers.py (kopf) and peering.py (the peering records), the only module that talks to the
+Kubernetes API. Cluster-scoped objects have their Events in the `default` namespace, where
+`kubectl describe` finds them.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import datetime as dt
 import logging
 import os
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiException
@@ -40,7 +39,6 @@ class Kube:
         self.api = kubernetes.client.ApiClient()
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
         self.core = kubernetes.client.CoreV1Api(self.api)
-        self.coordination = kubernetes.client.CoordinationV1Api(self.api)
         self.identity = identity or f"{os.uname().nodename}-{uuid.uuid4().hex[:6]}"
 
     # -- GpuHostPools -----------------------------------------------------------------------
@@ -96,20 +94,3 @@ class Kube:
             log.warning(
                 "could not post event %s for %s: %s", reason, meta["name"], getattr(exc, "reason", exc)
             )
-
-    # -- Lease ------------------------------------------------------------------------------
-
-    def read_lease(self, namespace: str, name: str) -> Any | None:
-        try:
-            return self.coordination.read_namespaced_lease(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-
-@dataclass
-class LeaseSpec:
-    namespace: str
-    name: str = "gpupool-operator"
-    duration_s: int = 15
