@@ -27,7 +27,7 @@ kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 kubectl apply -f "$ROOT/crds/"
-kubectl wait --for=condition=Established crd/gpuhostpools.gpupool.io --timeout=60s
+kubectl wait --for=condition=Established crd/gpuhostpools.gpupool.io crd/clusterkopfpeerings.kopf.dev --timeout=60s
 kubectl apply -k "$ROOT/manifests/"
 
 # novasim writes the clouds.yaml the operator reads: a shared emptyDir instead of the Secret.
