@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     stop = _controller.stop
     shutdown = threading.Event()
     kopf_stop = threading.Event()
+    kopf_ended_on_its_own = threading.Event()
 
     def on_signal(signum, _frame) -> None:
         log.info("%s received: stopping (no new moves; moves under way finish)", signal.Signals(signum).name)
@@ -117,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
                 settings=kopf_settings(args.peering_lifetime),
                 stop_flag=kopf_stop,
             )
+        except Exception:
+            log.exception("kopf failed")
         finally:
+            if not kopf_stop.is_set():
+                kopf_ended_on_its_own.set()
             shutdown.set()  # kopf ending on its own ends the operator
 
     workers = [
@@ -142,5 +147,8 @@ def run(args: argparse.Namespace) -> int:
         thread.join(timeout=args.shutdown_grace)
     kopf_stop.set()
     kopf_thread.join(timeout=30)
+    if kopf_ended_on_its_own.is_set():
+        log.error("gpupool operator %s stopped: kopf ended on its own", kube.identity)
+        return 1
     log.info("gpupool operator %s stopped", kube.identity)
     return 0
