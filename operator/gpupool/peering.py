@@ -101,7 +101,10 @@ class PeeringLeadership:
     def observe(self, records: list[PeerRecord] | None, now: dt.datetime, clock: float) -> bool:
         """Decide from the records read at `now` (None: no peering object). Sets `leading`."""
         if records is None:
-            self._set(False, f"the ClusterKopfPeering {self.name!r} does not exist (manifests/peering.yaml)")
+            self._set(
+                False,
+                f"the ClusterKopfPeering {self.name!r} does not exist yet (crds/, manifests/peering.yaml)",
+            )
             return False
         mine = next((r for r in records if r.identity == self.identity and r.live(now)), None)
         if mine is None:
@@ -127,9 +130,26 @@ class PeeringLeadership:
             )
         except ApiException as exc:
             if exc.status == 404:
+                self._create_peering_object()
                 return None
             raise
         return parse_records(body.get("status"))
+
+    def _create_peering_object(self) -> None:
+        """kopf does not create it (manifests/peering.yaml does); create it when missing."""
+        body = {
+            "apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}",
+            "kind": "ClusterKopfPeering",
+            "metadata": {"name": self.name},
+        }
+        try:
+            self.kube.custom.create_cluster_custom_object(
+                PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, body
+            )
+            log.info("created the ClusterKopfPeering %r", self.name)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # 404: no CRD (crds/); 409: a peer created it first
+                log.warning("cannot create the ClusterKopfPeering %r: %s", self.name, exc.reason)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

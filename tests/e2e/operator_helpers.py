@@ -49,10 +49,12 @@ class OperatorProcess:
         lease: str | None = None,
         peering_lifetime: int = 4,
         extra_args: tuple[str, ...] = (),
+        create_peering: bool = True,
     ):
         self.identity = identity
         self.peering = peering or lease or new_peering()
-        if hasattr(kube, "kubectl"):  # an admin's kube; a ServiceAccount's relies on the manifests
+        # An admin's kube; a ServiceAccount's relies on the manifests (or on the operator creating it).
+        if create_peering and hasattr(kube, "kubectl"):
             ensure_peering(kube, self.peering)
         self.log_file = workdir / f"operator-{identity}.log"
         env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1"}

@@ -138,3 +138,16 @@ def test_a_clean_stop_hands_over_at_once(peers, kube):
     kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 2}}))
     wait_for("Ready under the new leader", lambda: ready(kube, "l40"), timeout=60)
     assert_each_host_in_one_place(peers.sim)
+
+
+def test_a_missing_peering_object_is_created_by_the_operator(kube, tmp_path):
+    kube.kubectl("apply", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    peering = new_peering()
+    with SimProcess(FLEET, tmp_path / "sim") as sim:
+        op = OperatorProcess(kube, sim, tmp_path, identity="alone", peering=peering, create_peering=False)
+        try:
+            wait_for("the operator to act", lambda: acting(op), timeout=30)
+            assert "alone" in peering_records(kube, peering)
+        finally:
+            op.stop()
