@@ -72,7 +72,8 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
             continue
         intent = parse_reason(host.disabled_reason)
         if intent and intent.source in managed and intent.target in managed:
-            pool = spec.pool_label(intent.target) or spec.pool_label(intent.source) or "onDemand"
+            # The pool the move serves: the target of a grow, the source of a shrink.
+            pool = spec.move_pool(intent.source, intent.target) or "onDemand"
             moves.append(Move(host=host.name, source=intent.source, target=intent.target, pool=pool))
     return moves
 

@@ -64,6 +64,13 @@ def test_intents_of_managed_aggregates_are_recovered_as_moves_in_flight():
     assert recover_in_flight(spec(), snapshot([], [])) == [MOVE]
 
 
+def test_a_resumed_shrink_is_labelled_with_the_pool_it_leaves():
+    """The status and the planner's counts see an interrupted spot -> on-demand move as spot's."""
+    shrinking = MoveIntent("L40-n3-spot", "L40-n3").reason()
+    (move,) = recover_in_flight(spec(), snapshot([], ["gpu-1"], reason=shrinking))
+    assert move == Move(host="gpu-1", source="L40-n3-spot", target="L40-n3", pool="spot")
+
+
 def test_intents_naming_aggregates_of_another_pool_spec_are_left_alone():
     foreign = MoveIntent("A100-n3", "A100-n3-spot").reason()
     assert recover_in_flight(spec(), snapshot(["gpu-1"], [], reason=foreign)) == []
