@@ -200,6 +200,45 @@ def _cloud_of(pool, args) -> str:
     return args.os_cloud or pool.spec.cloud
 
 
+def _conflicts(pools, args) -> dict[str, str]:
+    """GpuHostPools that name an aggregate an earlier one (in file order) on the same cloud manages.
+
+    Two resources managing one aggregate would undo each other's moves; as in the operator, the
+    earlier keeps the aggregate and the later one moves nothing and says why.
+    """
+    from .conflicts import find_conflicts
+
+    by_cloud: dict[str, list] = {}
+    for index, pool in enumerate(pools):
+        by_cloud.setdefault(_cloud_of(pool, args), []).append((pool.name, f"{index:09d}", pool.spec))
+    waiting: dict[str, str] = {}
+    for entries in by_cloud.values():
+        waiting.update(find_conflicts(entries))
+    return waiting
+
+
+def _conflict_status(message: str) -> dict:
+    from .status import merge_conditions, summary, timestamp
+
+    conditions = merge_conditions(
+        None,
+        [
+            ("Ready", "False", "Conflict", message),
+            ("Progressing", "False", "Conflict", "nothing moves until this is fixed"),
+            ("Degraded", "True", "Conflict", message),
+        ],
+        timestamp(time.time()),
+    )
+    status = {
+        "inFlight": [],
+        "lastMoves": [],
+        "blockers": [{"pool": "-", "reason": "Conflict", "message": message}],
+        "conditions": conditions,
+    }
+    status["summary"] = summary(status)
+    return status
+
+
 def _render(docs: list[dict], output: str) -> str:
     if output == "json":
         return json.dumps(docs if len(docs) != 1 else docs[0], indent=2)
@@ -217,10 +256,16 @@ def _plan(args) -> int:
     from .status import build_status
 
     pools = _load_pools(args.filename)
+    conflicts = _conflicts(pools, args)
     docs = []
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
         for pool in pools:
+            if pool.name in conflicts:
+                status = _conflict_status(conflicts[pool.name])
+                status.pop("conditions")
+                docs.append({"name": pool.name, "status": status})
+                continue
             snapshot = snapshots[_cloud_of(pool, args)]
             in_flight = recover_in_flight(pool.spec, snapshot)
             report = PassReport(
@@ -245,10 +290,16 @@ def _reconcile(args) -> int:
     from .status import build_status
 
     pools = _load_pools(args.filename)
+    conflicts = _conflicts(pools, args)
     docs = []
     worst = EXIT_CONVERGED
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
         for pool in pools:
+            if pool.name in conflicts:
+                print(f"{pool.name}: Conflict: {conflicts[pool.name]}", file=sys.stderr)
+                docs.append({"name": pool.name, "status": _conflict_status(conflicts[pool.name])})
+                worst = max(worst, EXIT_BLOCKED)
+                continue
             reconciler = Reconciler(clouds[_cloud_of(pool, args)])
             progress = Progress(pool.name, stream=sys.stderr)
             status: dict | None = None

@@ -26,11 +26,12 @@ def table(doc: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"GpuHostPool {doc['name']}"]
     lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-    on_demand = pools.get("onDemand", {})
-    lines.append(
-        f"  on-demand {', '.join(on_demand.get('aggregates', []))}: "
-        f"{on_demand.get('hosts', 0)} hosts, {on_demand.get('movable', 0)} movable"
-    )
+    on_demand = pools.get("onDemand")
+    if on_demand:
+        lines.append(
+            f"  on-demand {', '.join(on_demand.get('aggregates', []))}: "
+            f"{on_demand.get('hosts', 0)} hosts, {on_demand.get('movable', 0)} movable"
+        )
     for move in status.get("plannedMoves", []):
         lines.append(f"  would move {move['host']}: {move['from']} -> {move['to']}")
     for move in status.get("lastMoves", []):

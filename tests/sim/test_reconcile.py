@@ -210,3 +210,52 @@ def test_someone_else_moving_a_host_mid_run(start_sim, tmp_path):
     assert_fleet_rules(state, all_hosts(fleet))
     moves = [(m["host"], m["to"]) for m in json.loads(out)["status"]["lastMoves"]]
     assert moves == [("gpu-l40-001", "L40-n3-spot")]
+
+
+def test_a_folder_of_pools_for_two_gpu_types_converges_in_one_run(start_sim, tmp_path):
+    fleet = {
+        "aggregates": [
+            {"name": "L40-n3", "hosts": ["gpu-l40-[001-006]"]},
+            {"name": "L40-n3-spot", "hosts": []},
+            {"name": "A100-n3", "hosts": ["gpu-a100-[001-004]"]},
+            {"name": "A100-n3-runpod", "hosts": ["gpu-a100-[005-006]"]},
+        ]
+    }
+    sim = start_sim(fleet)
+    folder = tmp_path / "pools"
+    folder.mkdir()
+    a100 = pool_spec("a100")
+    a100["spec"] = {"gpuType": "A100", "cloud": "sim", "pools": {"runpod": {"hosts": 0}}}
+    write_spec(folder / "a100.yaml", a100)
+    l40 = pool_spec("l40")
+    l40["spec"]["pools"] = {"spot": {"hosts": 2}}
+    write_spec(folder / "l40.yaml", l40)
+    result = run_gpupool(sim, "reconcile", "-f", str(folder), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    groups = membership(sim.state())
+    assert groups["L40-n3-spot"] == {"gpu-l40-001", "gpu-l40-002"}
+    assert groups["A100-n3-runpod"] == set()
+    assert groups["A100-n3"] == {f"gpu-a100-{i:03d}" for i in range(1, 7)}
+    assert [doc["name"] for doc in json.loads(result.stdout)] == ["a100", "l40"]
+
+
+def test_two_pools_managing_one_aggregate_the_later_one_moves_nothing(start_sim, tmp_path):
+    """Rule 3: two GpuHostPools never manage the same aggregate (they would undo each other)."""
+    sim = start_sim(small_fleet(on_demand=6))
+    owner = pool_spec("l40", spot=2)
+    rival = pool_spec("l40-shadow")
+    rival["spec"]["pools"] = {"runpod": {"hosts": 3}}  # also manages L40-n3, its on-demand default
+    spec = write_spec(tmp_path / "pools.yaml", owner, rival)
+    result = run_gpupool(sim, "reconcile", "-f", str(spec), "-o", "json")
+    assert result.returncode == 2, result.stderr
+    groups = membership(sim.state())
+    assert len(groups["L40-n3-spot"]) == 2
+    assert groups["L40-n3-runpod"] == set()
+    owner_status, rival_status = (doc["status"] for doc in json.loads(result.stdout))
+    assert next(c for c in owner_status["conditions"] if c["type"] == "Ready")["status"] == "True"
+    ready = next(c for c in rival_status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Conflict")
+    assert "'L40-n3'" in ready["message"] and "'l40'" in ready["message"]
+    assert "l40-shadow: Conflict" in result.stderr
+    plan = run_gpupool(sim, "plan", "-f", str(spec))
+    assert plan.returncode == 0 and "blocked (Conflict)" in plan.stdout
