@@ -9,8 +9,11 @@ disabled by us.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 from reconcile_helpers import (
+    GPUPOOL,
     MANAGED,
     assert_fleet_rules,
     membership,
@@ -149,13 +152,7 @@ def test_a_host_that_gains_an_instance_mid_move_stays(start_sim, tmp_path):
     fleet = small_fleet(on_demand=4)
     sim = start_sim(fleet)
     hold = sim.hold("PUT", "/compute/v2.1/os-services/{service_id}", body_contains='"disabled"')
-    import subprocess
-
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1, policy={"maxConcurrentMoves": 1}))
-    import os
-
-    from reconcile_helpers import GPUPOOL
-
     proc = subprocess.Popen(
         [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
         env={**os.environ, **sim.env()},
@@ -187,11 +184,6 @@ def test_someone_else_moving_a_host_mid_run(start_sim, tmp_path):
     fleet = small_fleet(on_demand=8)
     sim = start_sim(fleet)
     hold = sim.hold("POST", "/compute/v2.1/os-aggregates/{aggregate_id}/action", body_contains="remove_host")
-    import os
-    import subprocess
-
-    from reconcile_helpers import GPUPOOL
-
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, policy={"maxConcurrentMoves": 1}))
     proc = subprocess.Popen(
         [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
@@ -259,3 +251,63 @@ def test_two_pools_managing_one_aggregate_the_later_one_moves_nothing(start_sim,
     assert "l40-shadow: Conflict" in result.stderr
     plan = run_gpupool(sim, "plan", "-f", str(spec))
     assert plan.returncode == 0 and "blocked (Conflict)" in plan.stdout
+
+
+def test_a_token_that_expires_mid_run_is_renewed_and_the_run_finishes(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=6)
+    sim = start_sim(fleet)
+    hold = sim.hold("POST", ACTION.split(" ", 1)[1], body_contains="add_host")
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=3, policy={"maxConcurrentMoves": 1}))
+    proc = subprocess.Popen(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sim.wait_held(hold)
+    assert sim.expire_tokens() >= 1  # the token the run is using answers 401 from now on
+    sim.release(hold)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert len(membership(sim.state())["L40-n3-spot"]) == 3
+    assert_fleet_rules(sim.state(), all_hosts(fleet))
+    stats = sim.stats()
+    assert stats["by_status"].get("401", 0) >= 1
+    assert stats["by_route"]["POST /identity/v3/auth/tokens"] == 2  # signed in once more, not per request
+    assert "Traceback" not in err
+
+
+def test_shrink_blocked_by_busy_pool_hosts_missing_aggregate_and_host_in_two_pools(start_sim, tmp_path):
+    """Each problem is a blocker with a stable reason; everything else still converges."""
+    fleet = small_fleet(on_demand=6, spot=3, busy=("gpu-l40-007", "gpu-l40-008"))
+    fleet["aggregates"][0]["hosts"].append("gpu-l40-009")  # in L40-n3 and L40-n3-spot
+    fleet["aggregates"] = [a for a in fleet["aggregates"] if a["name"] != "L40-n3-runpod"]
+    sim = start_sim(fleet)
+    spec = pool_spec(spot=0, runpod=1, contract=1)
+    result, status = reconcile(sim, tmp_path, spec)
+    assert result.returncode == 2, result.stderr
+    reasons = {b["reason"]: b for b in status["blockers"]}
+    assert set(reasons) == {"AggregateMissing", "HostInSeveralPools", "CannotShrink"}
+    assert "L40-n3-runpod" in reasons["AggregateMissing"]["message"]
+    assert "gpu-l40-009" in reasons["HostInSeveralPools"]["message"]
+    assert "2 have instances" in reasons["CannotShrink"]["message"]
+    groups = membership(sim.state())
+    assert groups["L40-n3-spot"] == {"gpu-l40-007", "gpu-l40-008", "gpu-l40-009"}  # nothing could leave
+    assert groups["Contract-L40-Customer1"] == {"gpu-l40-001"}  # the contract still got its host
+    assert "gpu-l40-009" in groups["L40-n3"]  # the doubled host is reported, not guessed at
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+
+
+def test_hosts_with_instances_move_only_when_the_policy_allows_it(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=3, busy=("gpu-l40-001", "gpu-l40-002", "gpu-l40-003"))
+    sim = start_sim(fleet)
+    refused, _ = reconcile(sim, tmp_path, pool_spec(spot=1))
+    assert refused.returncode == 2
+    assert membership(sim.state())["L40-n3-spot"] == set()
+    allowed, _ = reconcile(sim, tmp_path, pool_spec(spot=1, policy={"moveHostsWithInstances": True}))
+    assert allowed.returncode == 0, allowed.stderr
+    assert membership(sim.state())["L40-n3-spot"] == {"gpu-l40-001"}
+    moved = next(h for h in sim.state()["hosts"] if h["name"] == "gpu-l40-001")
+    assert len(moved["instances"]) == 1 and moved["status"] == "enabled"
