@@ -40,3 +40,27 @@ def parse_reason(reason: str | None) -> MoveIntent | None:
     if not match:
         return None
     return MoveIntent(source=match["source"], target=match["target"])
+
+
+# Where a host came from, kept in Nova too: a host that left a second on-demand aggregate (say
+# L40-n3-NVLink) for a pool carries a metadata key on that pool's aggregate naming it, so that it
+# goes back there, not into the first one listed, whoever shrinks the pool later (any replica, the
+# CLI). Hosts from the first listed on-demand aggregate need no record: that is where a host without
+# one returns. Nova's aggregate metadata keys match this pattern (nova/api/validation).
+ORIGIN_PREFIX = "gpupool.origin."
+_METADATA_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
+
+
+def origin_key(host: str) -> str | None:
+    """The metadata key recording `host`'s origin, None when Nova would not accept it as a key."""
+    key = f"{ORIGIN_PREFIX}{host}"
+    return key if _METADATA_KEY.match(key) else None
+
+
+def recorded_origins(metadata: dict[str, str], hosts) -> dict[str, str]:
+    """{host: on-demand aggregate it came from} for the members of an aggregate with a record."""
+    if not any(key.startswith(ORIGIN_PREFIX) for key in metadata):
+        return {}
+    return {
+        host: metadata[key] for host in hosts if (key := origin_key(host)) is not None and key in metadata
+    }

@@ -1,7 +1,8 @@
 """Moves one host between aggregates with the crash-safe protocol of docs/architecture.md.
 
 1. disable the host's nova-compute service with the intent as its reason (durable, in Nova)
-2. re-check that the host is empty (the plan's snapshot may be stale)
+2. re-check that the host is empty (the plan's snapshot may be stale); when the move changes the
+   record of the host's on-demand origin (planner.OriginRecord), write it now, before it leaves
 3. remove it from the source aggregate ("not in aggregate" counts as done)
 4. add it to the target aggregate ("already has host" counts as done)
 5. enable the service again, which clears the intent
@@ -117,6 +118,11 @@ class Mover:
                         self._cloud.enable_service(host)
                         return MoveResult(
                             move, Outcome.ABORTED, f"{move.host} has instances now; left in {move.source}"
+                        )
+                    if move.origin is not None:  # where the host came from, before it leaves
+                        record = move.origin
+                        self._cloud.set_aggregate_metadata(
+                            snapshot.aggregates[record.aggregate], {record.key: record.value}
                         )
                 elif step is Step.REMOVE:
                     seen(source.name, self._cloud.remove_host(source, move.host))

@@ -25,10 +25,10 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .api import GpuHostPoolSpec, TargetPool
-from .intent import parse_reason
+from .intent import origin_key, parse_reason, recorded_origins
 from .inventory import Snapshot
 
 ON_DEMAND = "onDemand"
@@ -41,11 +41,23 @@ CANNOT_SHRINK = "CannotShrink"
 
 
 @dataclass(frozen=True)
+class OriginRecord:
+    """A metadata change on one aggregate that keeps a host's on-demand origin (value None: forget)."""
+
+    aggregate: str
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True)
 class Move:
     host: str
     source: str
     target: str
     pool: str  # "spot", "runpod", "contract:<aggregate>" or "onDemand"
+    # Set only when the origin record must change: a grow from another than the first on-demand
+    # aggregate (remember it), a shrink of a host that has one (forget it). Else no extra request.
+    origin: OriginRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +215,7 @@ def plan(
     succeeds, instead of only as many as `maxConcurrentMoves` allows to start now.
     """
     in_flight = tuple(in_flight)
-    origins = origins or {}
+    origins = {**snapshot_origins(spec, snapshot), **(origins or {})}
     blockers: list[Blocker] = []
 
     managed = spec.managed_aggregates()
@@ -256,11 +268,43 @@ def plan(
     if on_demand:
         blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight))
 
+    listed = spec.on_demand_aggregates()
     return Plan(
-        moves=tuple(moves),
+        moves=tuple(with_origin_record(move, listed, snapshot) for move in moves),
         blockers=tuple(blockers),
         pools=_pools_state(spec, snapshot, rules, supply),
     )
+
+
+def snapshot_origins(spec: GpuHostPoolSpec, snapshot: Snapshot) -> dict[str, str]:
+    """The on-demand aggregate each pool host came from, as recorded in its pool aggregate."""
+    origins: dict[str, str] = {}
+    for target in spec.target_pools():
+        aggregate = snapshot.aggregates.get(target.aggregate)
+        if aggregate is not None and aggregate.metadata:
+            origins.update(recorded_origins(dict(aggregate.metadata), aggregate.hosts))
+    return origins
+
+
+def with_origin_record(move: Move, on_demand: Sequence[str], snapshot: Snapshot) -> Move:
+    """The move with the origin record change it needs, if any (see intent.ORIGIN_PREFIX).
+
+    A shrink forgets the record the pool it leaves holds; a grow records where the host came from,
+    unless that is the first on-demand aggregate listed (the default), and clears a stale record.
+    """
+    key = origin_key(move.host)
+    source = snapshot.aggregates.get(move.source)
+    target = snapshot.aggregates.get(move.target)
+    if key is None or not on_demand or source is None or target is None:
+        return move
+    if move.target in on_demand:
+        record = OriginRecord(source.name, key, None) if key in source.metadata else None
+    elif move.source in on_demand:
+        wanted = move.source if move.source != on_demand[0] else None
+        record = OriginRecord(target.name, key, wanted) if target.metadata.get(key) != wanted else None
+    else:
+        record = None
+    return replace(move, origin=record) if record != move.origin else move
 
 
 def _effective_members(names: Sequence[str], snapshot: Snapshot, in_flight: Sequence) -> dict[str, set[str]]:

@@ -20,7 +20,7 @@ from .cloud import Cloud
 from .intent import parse_reason
 from .inventory import Aggregate, Snapshot
 from .mover import Mover, MoveResult, Outcome, Step
-from .planner import Move, Plan, plan
+from .planner import Move, Plan, plan, with_origin_record
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
         if intent and intent.source in managed and intent.target in managed:
             # The pool the move serves: the target of a grow, the source of a shrink.
             pool = spec.move_pool(intent.source, intent.target) or "onDemand"
-            moves.append(Move(host=host.name, source=intent.source, target=intent.target, pool=pool))
+            move = Move(host=host.name, source=intent.source, target=intent.target, pool=pool)
+            moves.append(with_origin_record(move, spec.on_demand_aggregates(), snapshot))
     return moves
 
 
@@ -88,6 +89,12 @@ def apply_result(snapshot: Snapshot, result: MoveResult) -> Snapshot:
         aggregates[move.source] = _without(aggregates[move.source], move.host)
         aggregates[move.target] = _with(aggregates[move.target], move.host)
         hosts[move.host] = replace(host, status="enabled", disabled_reason=None)
+        if move.origin is not None and move.origin.aggregate in aggregates:
+            noted = aggregates[move.origin.aggregate]
+            metadata = {k: v for k, v in noted.metadata.items() if k != move.origin.key}
+            if move.origin.value is not None:
+                metadata[move.origin.key] = move.origin.value
+            aggregates[noted.name] = replace(noted, metadata=metadata)
     elif result.outcome is Outcome.ABORTED:
         hosts[move.host] = replace(
             host, status="enabled", disabled_reason=None, instances=max(1, host.instances or 0)

@@ -38,7 +38,11 @@ STEPS = {
     "remove-from-source": ("POST", ACTION, "remove_host"),
     "add-to-target": ("POST", ACTION, "add_host"),
     "enable": ("PUT", SERVICE, '"enabled"'),
+    # Only for hosts that did not come from the first on-demand aggregate: the pool aggregate
+    # remembers (grow) or forgets (shrink) where the host came from, before it leaves its source.
+    "record-origin": ("POST", ACTION, "set_metadata"),
 }
+MANAGED = ("L40-n3", "L40-n3-NVLink", "L40-n3-spot", "L40-n3-runpod", "Contract-L40-Customer1")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,24 @@ def scenario(name: str) -> Scenario:
     if name == "shrink":  # one host from spot back to on-demand
         spec = pool_spec(spot=1, policy={"maxConcurrentMoves": 1})
         return Scenario(small_fleet(on_demand=3, spot=2), spec, "gpu-l40-004")
+    if name in ("grow-from-nvlink", "shrink-to-nvlink"):  # the move also changes an origin record
+        on_demand = {"aggregates": ["L40-n3", "L40-n3-NVLink"]}
+        spec = pool_spec(onDemand=on_demand, policy={"maxConcurrentMoves": 1})
+        grow = name == "grow-from-nvlink"
+        spec["spec"]["pools"] = {"spot": {"hosts": 1 if grow else 0}}
+        record = {} if grow else {"gpupool.origin.gpu-l40-003": "L40-n3-NVLink"}
+        fleet = {
+            "aggregates": [
+                {"name": "L40-n3", "hosts": ["gpu-l40-001", "gpu-l40-002"], "metadata": {}},
+                {"name": "L40-n3-NVLink", "hosts": [] if grow else ["gpu-l40-004"], "metadata": {}},
+                {"name": "L40-n3-spot", "hosts": [] if grow else ["gpu-l40-003"], "metadata": record},
+            ],
+            # The only movable host of a grow is an NVLink one.
+            "hosts": [{"name": h, "instances": 1} for h in ("gpu-l40-001", "gpu-l40-002")],
+        }
+        if grow:
+            fleet["aggregates"][1]["hosts"] = ["gpu-l40-003"]
+        return Scenario(fleet, spec, "gpu-l40-003")
     # Seven moves, three at a time: two shrinks and five grows into runpod and a contract. While
     # one move is held at the step, the others run on, so the kill finds them at other steps too.
     spec = pool_spec(spot=1, runpod=3, contract=2, policy={"maxConcurrentMoves": 3})
@@ -64,9 +86,9 @@ def scenario(name: str) -> Scenario:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """Membership and aggregate requests after one uninterrupted run, per scenario (cached)."""
-    cache: dict[str, tuple[dict, int]] = {}
+    cache: dict[str, tuple[dict, int, dict]] = {}
 
-    def outcome(name: str) -> tuple[dict, int]:
+    def outcome(name: str) -> tuple[dict, int, dict]:
         if name not in cache:
             case = scenario(name)
             workdir = tmp_path_factory.mktemp(f"fresh-{name}")
@@ -74,7 +96,7 @@ def uninterrupted(tmp_path_factory):
                 spec_file = write_spec(workdir / "pools.yaml", case.spec)
                 result = run_gpupool(sim, "reconcile", "-f", str(spec_file))
                 assert result.returncode == 0, result.stderr
-                cache[name] = (membership(sim.state()), aggregate_requests(sim))
+                cache[name] = (membership(sim.state()), aggregate_requests(sim), origin_records(sim.state()))
         return cache[name]
 
     return outcome
@@ -85,6 +107,13 @@ def aggregate_requests(sim: SimProcess) -> int:
     return sim.stats()["by_route"].get(f"POST {ACTION}", 0)
 
 
+def origin_records(state: dict) -> dict[str, dict[str, str]]:
+    return {
+        agg["name"]: {k: v for k, v in agg["metadata"].items() if k.startswith("gpupool.")}
+        for agg in state["aggregates"]
+    }
+
+
 def changed_hosts(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
     where_before = {h: agg for agg, hosts in before.items() for h in hosts}
     where_after = {h: agg for agg, hosts in after.items() for h in hosts}
@@ -93,13 +122,14 @@ def changed_hosts(before: dict[str, set[str]], after: dict[str, set[str]]) -> se
 
 @pytest.mark.parametrize(
     ("case", "step"),
-    [(case, step) for case in ("grow", "shrink") for step in STEPS]
-    + [("several", step) for step in ("disable-with-intent", "remove-from-source", "add-to-target")],
+    [(case, step) for case in ("grow", "shrink") for step in STEPS if step != "record-origin"]
+    + [("several", step) for step in ("disable-with-intent", "remove-from-source", "add-to-target")]
+    + [(case, "record-origin") for case in ("grow-from-nvlink", "shrink-to-nvlink")],
 )
 def test_sigkill_right_after_a_step_then_rerun_finishes_the_same_moves(
     start_sim, tmp_path, uninterrupted, case, step
 ):
-    expected_membership, expected_requests = uninterrupted(case)
+    expected_membership, expected_requests, expected_records = uninterrupted(case)
     setup = scenario(case)
     hosts = {h for agg in setup.fleet["aggregates"] for h in agg["hosts"]}
     sim = start_sim(setup.fleet)
@@ -127,13 +157,14 @@ def test_sigkill_right_after_a_step_then_rerun_finishes_the_same_moves(
     second = run_gpupool(sim, "reconcile", "-f", str(spec_file), "-o", "json")
     assert second.returncode == 0, second.stderr
     state = sim.state()
-    assert_fleet_rules(state, hosts)
+    assert_fleet_rules(state, hosts, managed=MANAGED)
     after = membership(state)
     assert after == expected_membership
     # No host moved twice: as many add/remove requests in both runs together as in one clean run
     # (a move resumed after the crash does not repeat the steps Nova had already applied).
     assert aggregate_requests(sim) == expected_requests
     assert changed_hosts(before, after) == changed_hosts(before, expected_membership)
+    assert origin_records(state) == expected_records
     if setup.moving:
         moves = json.loads(second.stdout)["status"]["lastMoves"]
         assert all(m["host"] == setup.moving for m in moves), moves

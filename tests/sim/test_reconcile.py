@@ -311,3 +311,46 @@ def test_hosts_with_instances_move_only_when_the_policy_allows_it(start_sim, tmp
     assert membership(sim.state())["L40-n3-spot"] == {"gpu-l40-001"}
     moved = next(h for h in sim.state()["hosts"] if h["name"] == "gpu-l40-001")
     assert len(moved["instances"]) == 1 and moved["status"] == "enabled"
+
+
+def test_hosts_return_to_the_on_demand_aggregate_they_came_from(start_sim, tmp_path):
+    """NVLink hosts lent to spot go back to L40-n3-NVLink, not to the first aggregate listed.
+
+    Where a host came from is kept in Nova (a key on the pool aggregate), so a later run, or
+    another tool reading `openstack aggregate show`, knows it too. It costs one request, and only
+    for hosts that did not come from the first on-demand aggregate.
+    """
+    fleet = {
+        "aggregates": [
+            {"name": "L40-n3", "hosts": ["gpu-l40-001", "gpu-l40-002"]},
+            {"name": "L40-n3-NVLink", "hosts": ["gpu-l40-003", "gpu-l40-004"]},
+            {"name": "L40-n3-spot", "hosts": []},
+        ]
+    }
+    sim = start_sim(fleet)
+    on_demand = {"aggregates": ["L40-n3", "L40-n3-NVLink"]}
+    grow = pool_spec(spot=4, onDemand=on_demand)
+    grow["spec"]["pools"] = {"spot": {"hosts": 4}}
+    result, _ = reconcile(sim, tmp_path, grow)
+    assert result.returncode == 0, result.stderr
+    spot = next(a for a in sim.state()["aggregates"] if a["name"] == "L40-n3-spot")
+    assert len(spot["hosts"]) == 4
+    assert {k: v for k, v in spot["metadata"].items() if k.startswith("gpupool.")} == {
+        "gpupool.origin.gpu-l40-003": "L40-n3-NVLink",
+        "gpupool.origin.gpu-l40-004": "L40-n3-NVLink",
+    }
+    assert sim.stats()["by_route"][ACTION] == 4 * 2 + 2  # remove + add per move, 2 origin records
+
+    shrink = pool_spec(onDemand=on_demand)
+    shrink["spec"]["pools"] = {"spot": {"hosts": 0}}
+    result, _ = reconcile(sim, tmp_path, shrink)  # a new process: nothing remembered but Nova
+    assert result.returncode == 0, result.stderr
+    state = sim.state()
+    assert membership(state) == {
+        "L40-n3": {"gpu-l40-001", "gpu-l40-002"},
+        "L40-n3-NVLink": {"gpu-l40-003", "gpu-l40-004"},
+        "L40-n3-spot": set(),
+    }
+    spot = next(a for a in state["aggregates"] if a["name"] == "L40-n3-spot")
+    assert not [k for k in spot["metadata"] if k.startswith("gpupool.")]  # records forgotten
+    assert_fleet_rules(state, all_hosts(fleet), managed=("L40-n3", "L40-n3-NVLink", "L40-n3-spot"))

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from gpupool.planner import (
     AGGREGATE_MISSING,
     CANNOT_SHRINK,
@@ -6,6 +8,7 @@ from gpupool.planner import (
     Blocker,
     Move,
     OnDemandState,
+    OriginRecord,
     PoolState,
     natural_key,
     plan,
@@ -68,7 +71,55 @@ def test_first_listed_on_demand_aggregate_is_drained_first():
         ),
         cloud({OD: ["a1", "a2"], nvlink: ["n1", "n2"], SPOT: []}),
     )
-    assert result.moves == (grow("n1", source=nvlink), grow("n2", source=nvlink), grow("a1"))
+    # a1 is the one that did not come from the first listed: its spot aggregate remembers where from.
+    remember_a1 = OriginRecord(SPOT, "gpupool.origin.a1", OD)
+    assert result.moves == (
+        grow("n1", source=nvlink),
+        grow("n2", source=nvlink),
+        replace(grow("a1"), origin=remember_a1),
+    )
+
+
+# ---------------------------------------------------------------------- remembering the origin
+
+
+def with_metadata(snapshot, aggregate, metadata):
+    aggregates = dict(snapshot.aggregates)
+    aggregates[aggregate] = replace(aggregates[aggregate], metadata=metadata)
+    return replace(snapshot, aggregates=aggregates)
+
+
+def test_a_host_from_the_second_on_demand_aggregate_is_remembered_in_its_pool_aggregate():
+    nvlink = "L40-n3-NVLink"
+    result = plan(
+        spec(onDemand={"aggregates": [OD, nvlink]}, pools={"spot": {"hosts": 2}}),
+        cloud({OD: ["a1"], nvlink: ["n1"], SPOT: []}),
+    )
+    assert result.moves == (
+        grow("a1"),  # from the first listed: the default, nothing to record (no extra request)
+        replace(grow("n1", source=nvlink), origin=OriginRecord(SPOT, "gpupool.origin.n1", nvlink)),
+    )
+
+
+def test_a_recorded_origin_is_where_the_host_returns_and_the_record_is_forgotten():
+    nvlink = "L40-n3-NVLink"
+    snapshot = with_metadata(
+        cloud({OD: [], nvlink: [], SPOT: ["n1", "s2"]}),
+        SPOT,
+        {"gpupool.origin.n1": nvlink, "gpupool.origin.gone-host": nvlink},
+    )
+    result = plan(spec(onDemand={"aggregates": [OD, nvlink]}, pools={"spot": {"hosts": 0}}), snapshot)
+    assert result.moves == (
+        Move("n1", SPOT, nvlink, "spot", origin=OriginRecord(SPOT, "gpupool.origin.n1", None)),
+        Move("s2", SPOT, OD, "spot"),
+    )
+
+
+def test_a_stale_record_is_cleared_when_the_host_joins_from_the_first_on_demand_aggregate():
+    nvlink = "L40-n3-NVLink"
+    snapshot = with_metadata(cloud({OD: ["a1"], nvlink: [], SPOT: []}), SPOT, {"gpupool.origin.a1": nvlink})
+    result = plan(spec(onDemand={"aggregates": [OD, nvlink]}, pools={"spot": {"hosts": 1}}), snapshot)
+    assert result.moves == (replace(grow("a1"), origin=OriginRecord(SPOT, "gpupool.origin.a1", None)),)
 
 
 # -------------------------------------------------------------------------------- who may move
