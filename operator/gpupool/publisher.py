@@ -60,7 +60,10 @@ class StatusPublisher:
             self._events(report)
             status = build_status(report, now=time.time(), previous=self.previous, generation=self.generation)
             status["returnedToOnDemand"] = returned
-            self._publish(status)
+            # Steady state: the same status as the round before. Writing it again would cost an API
+            # write per resource and round (and wake every watcher) for nothing.
+            if any(self.previous.get(key) != value for key, value in status.items()):
+                self._publish(status)
 
     # -- without a pass -----------------------------------------------------------------------
 
