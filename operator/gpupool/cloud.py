@@ -283,13 +283,13 @@ class Cloud:
         try:
             answer = self._call(
                 f"remove {host} from {aggregate.name}",
-                lambda: self._conn.compute.remove_host_from_aggregate(str(aggregate.id), host),
+                lambda: self._aggregate_action(aggregate, {"remove_host": {"host": host}}),
             )
         except NovaRequestError as exc:
             if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
                 return None
             raise
-        return _members(answer)
+        return answer
 
     def add_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
         """Add a host to an aggregate; 'already has host' means it is already done.
@@ -299,24 +299,29 @@ class Cloud:
         try:
             answer = self._call(
                 f"add {host} to {aggregate.name}",
-                lambda: self._conn.compute.add_host_to_aggregate(str(aggregate.id), host),
+                lambda: self._aggregate_action(aggregate, {"add_host": {"host": host}}),
             )
         except NovaRequestError as exc:
             if exc.status_code == 409 and _ALREADY_IN_AGGREGATE.search(str(exc)):
                 return None
             raise
-        return _members(answer)
+        return answer
+
+    def _aggregate_action(self, aggregate: Aggregate, body: dict) -> frozenset[str] | None:
+        """POST an aggregate action; the members Nova answers with. Raw JSON, as in snapshot():
+        the SDK's Aggregate object costs ~2 ms of CPU per call for a 2,000-host aggregate."""
+        response = self._conn.compute.post(
+            f"/os-aggregates/{aggregate.id}/action", json=body, microversion=AGGREGATE_MICROVERSION
+        )
+        _checked(response)
+        hosts = (response.json().get("aggregate") or {}).get("hosts")
+        return frozenset(hosts) if hosts is not None else None
 
     def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
         self._call(
             f"set metadata on {aggregate.name}",
             lambda: self._conn.compute.set_aggregate_metadata(str(aggregate.id), metadata),
         )
-
-
-def _members(aggregate: Any) -> frozenset[str] | None:
-    hosts = getattr(aggregate, "hosts", None)
-    return frozenset(hosts) if hosts is not None else None
 
 
 def _checked(response) -> None:
