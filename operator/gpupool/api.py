@@ -212,9 +212,10 @@ class GpuHostPoolSpec(_Model):
         return managed
 
     def move_pool(self, source: str, target: str) -> str | None:
-        """The pool a move between two managed aggregates serves: the side that is not on-demand."""
+        """The pool a move serves: the side that is not on-demand (or the side still managed)."""
         on_demand = self.on_demand_aggregates()
-        return self.pool_label(source if target in on_demand else target)
+        served = self.pool_label(source if target in on_demand else target)
+        return served or self.pool_label(target) or self.pool_label(source)
 
     def pool_label(self, aggregate: str) -> str | None:
         """The pool label ("spot", "contract:X", "onDemand") of a managed aggregate, None if unmanaged."""

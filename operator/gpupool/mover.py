@@ -98,8 +98,10 @@ class Mover:
     def run(self, move: Move, snapshot: Snapshot) -> MoveResult:
         """Carry a move out from wherever it stands. Never raises for Nova's refusals."""
         host = snapshot.hosts[move.host]
-        source = snapshot.aggregates[move.source]
-        target = snapshot.aggregates[move.target]
+        # Either may be missing when a move a crashed run began is resumed after someone deleted
+        # the aggregate: a missing source holds nothing to remove, a missing target sends it back.
+        source = snapshot.aggregates.get(move.source)
+        target = snapshot.aggregates.get(move.target)
         order = list(Step)
         first = resume_step(move, host, snapshot)
         observed: list[Observed] = []
@@ -125,8 +127,11 @@ class Mover:
                             snapshot.aggregates[record.aggregate], {record.key: record.value}
                         )
                 elif step is Step.REMOVE:
-                    seen(source.name, self._cloud.remove_host(source, move.host))
+                    if source is not None:
+                        seen(source.name, self._cloud.remove_host(source, move.host))
                 elif step is Step.ADD:
+                    if target is None:
+                        raise CloudError(f"aggregate {move.target} no longer exists")
                     seen(target.name, self._cloud.add_host(target, move.host))
                 else:
                     self._cloud.enable_service(host)
@@ -136,8 +141,10 @@ class Mover:
             move, Outcome.MOVED, f"{move.host} moved from {move.source} to {move.target}", tuple(observed)
         )
 
-    def _leave_target(self, target: Aggregate, host: str) -> None:
+    def _leave_target(self, target: Aggregate | None, host: str) -> None:
         """After a failed add whose outcome is unknown: make sure the host is not in the target."""
+        if target is None:
+            return
         try:
             self._cloud.remove_host(target, host)
         except NovaRequestError as exc:
@@ -145,7 +152,13 @@ class Mover:
                 raise
 
     def _undo(
-        self, move: Move, host: Host, source: Aggregate, target: Aggregate, failed: Step, error: CloudError
+        self,
+        move: Move,
+        host: Host,
+        source: Aggregate | None,
+        target: Aggregate | None,
+        failed: Step,
+        error: CloudError,
     ) -> MoveResult:
         """A step failed for good. Until the host has reached its target, put it back in its source
         and enable it again. Once it has (or if undoing fails too), the intent stays on the service
@@ -162,6 +175,8 @@ class Mover:
             if failed is Step.ADD:
                 self._leave_target(target, move.host)
             if failed in (Step.REMOVE, Step.ADD):
+                if source is None:
+                    raise CloudError(f"aggregate {move.source} no longer exists either")
                 self._cloud.add_host(source, move.host)
             self._cloud.enable_service(host)
         except CloudError as exc:

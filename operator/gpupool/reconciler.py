@@ -64,14 +64,20 @@ def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:
 
 
 def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
-    """Moves a previous run began and did not finish: services disabled with our intent."""
+    """Moves a previous run began and did not finish: services disabled with our intent.
+
+    A move is this spec's to finish when it leaves or joins an aggregate the spec manages, even if
+    the spec has changed since: one whose pool was dropped from the spec is finished as recorded
+    (the host joins the hosts already there, which stay too), so no host is left disabled or
+    outside every aggregate. The mover puts a host back where it came from if its target is gone.
+    """
     managed = managed_aggregates(spec)
     moves = []
     for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
         if host.is_enabled:
             continue
         intent = parse_reason(host.disabled_reason)
-        if intent and intent.source in managed and intent.target in managed:
+        if intent and (intent.source in managed or intent.target in managed):
             # The pool the move serves: the target of a grow, the source of a shrink.
             pool = spec.move_pool(intent.source, intent.target) or "onDemand"
             move = Move(host=host.name, source=intent.source, target=intent.target, pool=pool)

@@ -286,26 +286,17 @@ class RealNova:
             user = pwd.getpwuid(os.getuid()).pw_name
             group = grp.getgrgid(os.getgid()).gr_name
             self._run("keystone-manage", self._bin("keystone-manage"), *self._conf("keystone"), "db_sync")
-            self._run(
-                "keystone-manage",
-                self._bin("keystone-manage"),
-                *self._conf("keystone"),
-                "fernet_setup",
-                "--keystone-user",
-                user,
-                "--keystone-group",
-                group,
-            )
-            self._run(
-                "keystone-manage",
-                self._bin("keystone-manage"),
-                *self._conf("keystone"),
-                "credential_setup",
-                "--keystone-user",
-                user,
-                "--keystone-group",
-                group,
-            )
+            for key_setup in ("fernet_setup", "credential_setup"):
+                self._run(
+                    "keystone-manage",
+                    self._bin("keystone-manage"),
+                    *self._conf("keystone"),
+                    key_setup,
+                    "--keystone-user",
+                    user,
+                    "--keystone-group",
+                    group,
+                )
             self._run(
                 "keystone-manage",
                 self._bin("keystone-manage"),

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+GPUPOOL = str(Path(sys.executable).parent / "gpupool")
 
 # Nova's error body: {"<kind>": {"code": N, "message": "..."}}, kind by status.
 KIND = {400: "badRequest", 404: "itemNotFound", 409: "conflictingRequest"}
@@ -58,3 +67,20 @@ def service_state(d, host: str) -> dict:
         "disabled_reason": s.disabled_reason,
         "zone": s.availability_zone,
     }
+
+
+def run_reconcile(d, spec: dict, tmp_path: Path) -> dict:
+    """Run the real `gpupool reconcile` CLI on `d`'s cloud; assert it converged (exit 0) and
+    return its JSON output."""
+    (tmp_path / "pools.yaml").write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(d.clouds_yaml)}
+    env.pop("OS_CLOUD", None)
+    result = subprocess.run(
+        [GPUPOOL, "reconcile", "-f", str(tmp_path / "pools.yaml"), "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, f"{d.backend}: exit {result.returncode}: {result.stderr}"
+    return json.loads(result.stdout)

@@ -3,18 +3,10 @@ resulting membership on novasim and on a real Nova 34."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
-from checks import aggregate_state, service_state
+from checks import aggregate_state, run_reconcile, service_state
 
 pytestmark = pytest.mark.conformance
-GPUPOOL = str(Path(sys.executable).parent / "gpupool")
 
 FLEET = """
 aggregates:
@@ -51,17 +43,7 @@ def test_reconcile_grows_and_shrinks_pools(cloud, observe, tmp_path):
             "policy": {"maxConcurrentMoves": 2},
         },
     }
-    (tmp_path / "pools.yaml").write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(d.clouds_yaml)}
-    env.pop("OS_CLOUD", None)
-    result = subprocess.run(
-        [GPUPOOL, "reconcile", "-f", str(tmp_path / "pools.yaml"), "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
+    output = run_reconcile(d, spec, tmp_path)
     state = aggregate_state(d, ["L40-n3", "L40-n3-spot", "L40-n3-runpod"])
     hosts = {name: agg["hosts"] for name, agg in state.items()}
     observe("membership", hosts)
@@ -79,5 +61,5 @@ def test_reconcile_grows_and_shrinks_pools(cloud, observe, tmp_path):
     )
     for h in ("gpu-l40-003", "gpu-l40-006"):
         assert (services[h]["status"], services[h]["disabled_reason"]) == ("enabled", None)
-    moves = json.loads(result.stdout)["status"]["lastMoves"]
+    moves = output["status"]["lastMoves"]
     assert sorted(d.logical(m["host"]) for m in moves) == ["gpu-l40-003", "gpu-l40-004", "gpu-l40-006"]

@@ -8,18 +8,12 @@ membership on novasim and on the real Nova.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from checks import aggregate_state, service_state
+from checks import aggregate_state, run_reconcile, service_state
 
 pytestmark = pytest.mark.conformance
-GPUPOOL = str(Path(sys.executable).parent / "gpupool")
 AGGREGATES = ["L40-n3", "L40-n3-NVLink", "L40-n3-spot"]
 
 FLEET = """
@@ -48,18 +42,7 @@ def reconcile(d, tmp_path: Path, spot: int) -> dict:
             "policy": {"maxConcurrentMoves": 2},
         },
     }
-    (tmp_path / "pools.yaml").write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(d.clouds_yaml)}
-    env.pop("OS_CLOUD", None)
-    result = subprocess.run(
-        [GPUPOOL, "reconcile", "-f", str(tmp_path / "pools.yaml"), "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["status"]
+    return run_reconcile(d, spec, tmp_path)["status"]
 
 
 def view(d) -> dict:

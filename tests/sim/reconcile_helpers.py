@@ -70,6 +70,17 @@ def run_gpupool(sim, *args, timeout=120, env_extra=None) -> subprocess.Completed
     return subprocess.run([GPUPOOL, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_reconcile(sim, spec: Path) -> subprocess.Popen:
+    """`gpupool reconcile -o json` in the background, for tests that act while it runs."""
+    return subprocess.Popen(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def membership(state: dict) -> dict[str, set[str]]:
     return {agg["name"]: set(agg["hosts"]) for agg in state["aggregates"]}
 

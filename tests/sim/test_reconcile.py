@@ -9,17 +9,15 @@ disabled by us.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 from reconcile_helpers import (
-    GPUPOOL,
     MANAGED,
     assert_fleet_rules,
     membership,
     pool_spec,
     run_gpupool,
     small_fleet,
+    start_reconcile,
     write_spec,
 )
 
@@ -153,13 +151,7 @@ def test_a_host_that_gains_an_instance_mid_move_stays(start_sim, tmp_path):
     sim = start_sim(fleet)
     hold = sim.hold("PUT", "/compute/v2.1/os-services/{service_id}", body_contains='"disabled"')
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1, policy={"maxConcurrentMoves": 1}))
-    proc = subprocess.Popen(
-        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
-        env={**os.environ, **sim.env()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_reconcile(sim, spec)
     sim.wait_held(hold)
     sim.start_instance("gpu-l40-001", name="late-arrival")
     sim.release(hold)
@@ -185,13 +177,7 @@ def test_someone_else_moving_a_host_mid_run(start_sim, tmp_path):
     sim = start_sim(fleet)
     hold = sim.hold("POST", "/compute/v2.1/os-aggregates/{aggregate_id}/action", body_contains="remove_host")
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, policy={"maxConcurrentMoves": 1}))
-    proc = subprocess.Popen(
-        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
-        env={**os.environ, **sim.env()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_reconcile(sim, spec)
     sim.wait_held(hold)
     sim.move_host("gpu-l40-008", "L40-n3", "L40-n3-spot")
     sim.release(hold)
@@ -258,13 +244,7 @@ def test_a_token_that_expires_mid_run_is_renewed_and_the_run_finishes(start_sim,
     sim = start_sim(fleet)
     hold = sim.hold("POST", ACTION.split(" ", 1)[1], body_contains="add_host")
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=3, policy={"maxConcurrentMoves": 1}))
-    proc = subprocess.Popen(
-        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json"],
-        env={**os.environ, **sim.env()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_reconcile(sim, spec)
     sim.wait_held(hold)
     assert sim.expire_tokens() >= 1  # the token the run is using answers 401 from now on
     sim.release(hold)

@@ -286,7 +286,10 @@ def test_move_pool_is_the_side_that_is_not_on_demand():
     assert pool.spec.move_pool("L40-n3", "L40-n3-spot") == "spot"
     assert pool.spec.move_pool("L40-n3-runpod", "L40-n3-NVLink") == "runpod"
     assert pool.spec.move_pool("L40-n3", "Contract-L40-Customer1") == "contract:Contract-L40-Customer1"
-    assert pool.spec.move_pool("L40-n3", "elsewhere") is None
+    # A resumed move whose other side left the spec is labelled with the side still managed.
+    assert pool.spec.move_pool("L40-n3", "elsewhere") == "onDemand"
+    assert pool.spec.move_pool("elsewhere", "L40-n3-spot") == "spot"
+    assert pool.spec.move_pool("gone", "elsewhere") is None
 
 
 def test_omitted_pools_are_not_managed():

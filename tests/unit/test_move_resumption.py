@@ -76,6 +76,15 @@ def test_intents_naming_aggregates_of_another_pool_spec_are_left_alone():
     assert recover_in_flight(spec(), snapshot(["gpu-1"], [], reason=foreign)) == []
 
 
+def test_a_move_with_one_side_still_managed_is_finished_as_recorded():
+    """The spot pool left the spec while its move was half-done: still this spec's to finish."""
+    (move,) = recover_in_flight(spec(runpod={"hosts": 0}), snapshot([], []))
+    assert move == Move(host="gpu-1", source="L40-n3", target="L40-n3-spot", pool="onDemand")
+    into_old_pool = MoveIntent("L40-n3-spot-old", "L40-n3-spot").reason()
+    (move,) = recover_in_flight(spec(), snapshot([], [], reason=into_old_pool))
+    assert (move.source, move.target, move.pool) == ("L40-n3-spot-old", "L40-n3-spot", "spot")
+
+
 def test_intent_round_trip_and_length_limit():
     assert parse_reason(OUR_REASON) == MoveIntent("L40-n3", "L40-n3-spot")
     assert parse_reason("gpupool: moving Contract-A B -> L40-n3") == MoveIntent("Contract-A B", "L40-n3")
