@@ -2,8 +2,9 @@
 
 Called from the pass's threads whenever something changes. A status patch goes out at once when the
 set of moves under way or finished changes (so `kubectl get` shows in-flight moves while they run),
-otherwise at most once a second. Events: one per move started, finished, aborted or failed, and one
-per blocker the status did not already show; nothing is posted twice.
+otherwise at most once a second. Events: one per move started (or resumed, when another process
+or replica began it), finished, aborted or failed, and one per blocker the status did not already
+show; nothing is posted twice.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 
 from .kube import Kube
-from .mover import Outcome
+from .mover import Outcome, Step
 from .reconciler import PassReport
 from .status import build_status, merge_conditions, summary, timestamp
 
@@ -118,12 +119,17 @@ class StatusPublisher:
             move = flight.move
             if move.host not in self._started:
                 self._started.add(move.host)
-                self.kube.event(
-                    self.body,
-                    "Normal",
-                    "MoveStarted",
-                    f"moving {move.host} from {move.source} to {move.target}",
-                )
+                # A move's first step is to record its intent; one that begins further on was
+                # started by a process that died (or a leader that lost its lease): say so.
+                if flight.step is Step.DISABLE:
+                    reason, message = "MoveStarted", f"moving {move.host} from {move.source} to {move.target}"
+                else:
+                    reason = "MoveResumed"
+                    message = (
+                        f"resuming the move of {move.host} from {move.source} to {move.target}"
+                        f" at step {flight.step}"
+                    )
+                self.kube.event(self.body, "Normal", reason, message)
         for result in report.results[self._results_posted :]:
             type_, reason = _RESULT_EVENTS[result.outcome]
             self.kube.event(self.body, type_, reason, result.message)

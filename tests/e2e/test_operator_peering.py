@@ -122,6 +122,18 @@ def test_the_standby_takes_over_when_the_leader_is_killed_mid_move(peers, kube):
     hosts = [re.match(r"(\S+) moved", e["message"])[1] for e in finished]
     assert len(hosts) == len(set(hosts)), f"a host reported moved twice: {hosts}"
     assert {e["reportingInstance"] for e in finished} <= {"leader", "standby"}
+    # The moves the leader died in are reported resumed by the standby, not started a second time.
+    started = {}
+    for e in events(kube, "l40"):
+        if e["reason"] == "MoveStarted":
+            host = re.match(r"moving (\S+) ", e["message"])[1]
+            assert host not in started, f"{host}: move reported started twice"
+            started[host] = e["reportingInstance"]
+    resumed = [e for e in events(kube, "l40") if e["reason"] == "MoveResumed"]
+    assert resumed, "the standby did not report resuming the leader's move"
+    for e in resumed:
+        host = re.match(r"resuming the move of (\S+) ", e["message"])[1]
+        assert (started.get(host), e["reportingInstance"]) == ("leader", "standby"), e
 
 
 def test_a_clean_stop_hands_over_at_once(peers, kube):
