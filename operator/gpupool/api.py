@@ -33,6 +33,8 @@ AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MAX_ON_DEMAND_AGGREGATES = 20
 MAX_CONTRACTS = 100
+# More hosts than any one GPU type of a real cloud has; the CRD carries the same bound.
+MAX_HOSTS = 100_000
 
 
 class _Model(BaseModel):
@@ -68,7 +70,9 @@ class PoolSpec(_Model):
     aggregate: str | None = Field(
         default=None, **_AGGREGATE_NAME, description="Nova host aggregate of this pool."
     )
-    hosts: int = Field(default=0, ge=0, strict=True, description="Number of hosts the pool should hold.")
+    hosts: int = Field(
+        default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the pool should hold."
+    )
 
 
 class SpotPoolSpec(PoolSpec):
@@ -92,7 +96,9 @@ class ContractSpec(_Model):
         **_AGGREGATE_NAME,
         description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
     )
-    hosts: int = Field(default=0, ge=0, strict=True, description="Number of hosts the contract should hold.")
+    hosts: int = Field(
+        default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the contract should hold."
+    )
 
 
 class PoolsSpec(_Model):
@@ -161,7 +167,9 @@ class GpuHostPoolSpec(_Model):
             self.pools.spot.aggregate = naming.spot_aggregate(self.gpu_type)
         if self.pools.runpod is not None and self.pools.runpod.aggregate is None:
             self.pools.runpod.aggregate = naming.runpod_aggregate(self.gpu_type)
-        _check_each_aggregate_named_once(self.managed_aggregates())
+        managed = self.managed_aggregates()
+        _check_each_aggregate_named_once(managed)
+        _check_intents_fit(managed)
         return self
 
     # The views below are what the planner, reconciler and status read.
@@ -259,6 +267,34 @@ def _check_each_aggregate_named_once(managed: Iterable[ManagedAggregate]) -> Non
         raise ValueError("\n".join(problems))
 
 
+def _check_intents_fit(managed: list[ManagedAggregate]) -> None:
+    """Every move the spec can make must be recordable, unambiguously, in Nova's disabled_reason."""
+    from .intent import LOCK_AGGREGATE, MAX_NAMES_LENGTH, SEPARATOR
+
+    problems = []
+    for aggregate in managed:
+        if SEPARATOR in aggregate.name:
+            problems.append(
+                f"{aggregate.field}: {aggregate.name!r} contains {SEPARATOR.strip()!r} between spaces, which "
+                "gpupool's record of a move in Nova uses as its separator; rename the aggregate"
+            )
+        if aggregate.name == LOCK_AGGREGATE:
+            problems.append(f"{aggregate.field}: {LOCK_AGGREGATE!r} is gpupool's own lock, not a pool")
+    on_demand = [a for a in managed if a.role == "onDemand"]
+    pools = [a for a in managed if a.role != "onDemand"]
+    for source in on_demand:
+        for target in pools:
+            if len(source.name) + len(target.name) > MAX_NAMES_LENGTH:
+                problems.append(
+                    f"{source.field} and {target.field}: {source.name!r} and {target.name!r} are "
+                    f"{len(source.name) + len(target.name)} characters together; a move between them must "
+                    f"fit in Nova's 255-character disabled_reason, which leaves {MAX_NAMES_LENGTH}: "
+                    "shorten one of the names"
+                )
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
 # -------------------------------------------------------------------------------------- status
 
 ConditionType = Literal["Ready", "Progressing", "Degraded"]
@@ -320,7 +356,12 @@ class MoveRecord(_Model):
     source: str = Field(alias="from", description="Aggregate the host left.")
     to: str = Field(description="Aggregate the host joined.")
     finished_at: str = Field(description="When the move ended (RFC 3339, UTC).")
-    result: str = Field(description="Moved, Aborted (the host gained instances) or Failed.")
+    result: str = Field(
+        description="Moved; RolledBack (a half-done move no longer needed, undone); Skipped (the host "
+        "changed since the plan, untouched); Aborted (something claimed the host, enabled where it was); "
+        "Failed (Nova refused a step); Interrupted (someone changed the host's reason mid-move, left as "
+        "they set it); Held (in its target with an instance on it, left disabled)."
+    )
     message: str = Field(default="", description="What happened, in words.")
 
 

@@ -57,6 +57,13 @@ def _add_reconcile(subparsers) -> None:
     parser.add_argument(
         "--max-passes", type=int, default=10, help="give up after this many passes (default 10)"
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="while another gpupool process moves hosts on the cloud, wait this long for it (default 300)",
+    )
     parser.set_defaults(handler=_reconcile)
 
 
@@ -249,6 +256,16 @@ def _render(docs: list[dict], output: str) -> str:
     return "\n".join(table(doc) for doc in docs)
 
 
+def _neighbours(pools, args) -> dict:
+    """{resource name: Neighbours}: the aggregates the other specs on the same cloud manage."""
+    from .conflicts import neighbours_of
+
+    by_cloud: dict[str, list] = {}
+    for pool in pools:
+        by_cloud.setdefault(_cloud_of(pool, args), []).append((pool.name, pool.spec))
+    return {pool.name: neighbours_of(pool.name, by_cloud[_cloud_of(pool, args)]) for pool in pools}
+
+
 def _plan(args) -> int:
     """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
     from .planner import plan
@@ -257,6 +274,7 @@ def _plan(args) -> int:
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
+    neighbours = _neighbours(pools, args)
     docs = []
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
@@ -269,7 +287,9 @@ def _plan(args) -> int:
             snapshot = snapshots[_cloud_of(pool, args)]
             in_flight = recover_in_flight(pool.spec, snapshot)
             report = PassReport(
-                plan=plan(pool.spec, snapshot, in_flight=in_flight, all_moves=True),
+                plan=plan(
+                    pool.spec, snapshot, in_flight=in_flight, all_moves=True, neighbours=neighbours[pool.name]
+                ),
                 dry_run=True,
                 finished=True,
             )
@@ -283,40 +303,120 @@ def _plan(args) -> int:
     return EXIT_CONVERGED
 
 
+def _lock_owner() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        user = "unknown"
+    return f"gpupool reconcile (user {user}, pid {os.getpid()} on {socket.gethostname()})"
+
+
+def _take_lock(lock, cloud, spec, neighbours, snapshot, args, name: str):
+    """The snapshot to work on once this process may move hosts; None when it gave up waiting."""
+    from .reconciler import has_work
+
+    deadline = time.monotonic() + max(0.0, args.wait)
+    told = False
+    while not lock.held and has_work(spec, snapshot, neighbours):
+        holder = lock.acquire(snapshot)
+        if holder is None:
+            return cloud.snapshot()  # what we saw may be the previous holder's work in progress
+        if time.monotonic() >= deadline:
+            return None
+        if not told:
+            print(
+                f"{name}: waiting: another gpupool process is moving hosts on this cloud: {holder.describe()}",
+                file=sys.stderr,
+            )
+            told = True
+        time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
+        snapshot = cloud.snapshot()
+    return snapshot
+
+
 def _reconcile(args) -> int:
     """Move hosts until every GpuHostPool matches the cloud. Exit 0 converged, 2 blocked, 1 error."""
+    from .movelock import MoveLock
     from .reconciler import Reconciler
     from .report import Progress
     from .status import build_status
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
+    neighbours = _neighbours(pools, args)
     docs = []
     worst = EXIT_CONVERGED
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
-        for pool in pools:
-            if pool.name in conflicts:
-                print(f"{pool.name}: Conflict: {conflicts[pool.name]}", file=sys.stderr)
-                docs.append({"name": pool.name, "status": _conflict_status(conflicts[pool.name])})
-                worst = max(worst, EXIT_BLOCKED)
-                continue
-            reconciler = Reconciler(clouds[_cloud_of(pool, args)])
-            progress = Progress(pool.name, stream=sys.stderr)
-            status: dict | None = None
-            for _ in range(max(1, args.max_passes)):
-                report = reconciler.reconcile(pool.spec, on_report=progress.update)
-                status = build_status(report, now=time.time(), previous=status)
-                if report.converged or report.paused or report.dry_run:
-                    break
-                moved = any(str(r.outcome) == "Moved" for r in report.results)
-                if report.blocked and not moved:
-                    break
-            progress.done(status)
-            docs.append({"name": pool.name, "status": status})
-            code = EXIT_CONVERGED if report.converged else EXIT_BLOCKED
-            worst = max(worst, code)
+        locks = {name: MoveLock(cloud, _lock_owner()) for name, cloud in clouds.items()}
+        try:
+            for pool in pools:
+                if pool.name in conflicts:
+                    print(f"{pool.name}: Conflict: {conflicts[pool.name]}", file=sys.stderr)
+                    docs.append({"name": pool.name, "status": _conflict_status(conflicts[pool.name])})
+                    worst = max(worst, EXIT_BLOCKED)
+                    continue
+                cloud = clouds[_cloud_of(pool, args)]
+                lock = locks[_cloud_of(pool, args)]
+                reconciler = Reconciler(cloud)
+                progress = Progress(pool.name, stream=sys.stderr)
+                status: dict | None = None
+                attention = False
+                converged = False
+                for _ in range(max(1, args.max_passes)):
+                    snapshot = _take_lock(
+                        lock, cloud, pool.spec, neighbours[pool.name], cloud.snapshot(), args, pool.name
+                    )
+                    if snapshot is None:
+                        status = _waiting_status(status)
+                        print(f"{pool.name}: gave up waiting after {args.wait:.0f} s", file=sys.stderr)
+                        break
+                    report = reconciler.reconcile(
+                        pool.spec,
+                        on_report=progress.update,
+                        snapshot=snapshot,
+                        neighbours=neighbours[pool.name],
+                    )
+                    status = build_status(report, now=time.time(), previous=status)
+                    attention |= bool(report.needs_attention)
+                    converged = report.converged
+                    if converged or report.paused or report.dry_run or report.breaker is not None:
+                        break
+                    progressed = any(str(r.outcome) in ("Moved", "RolledBack") for r in report.results)
+                    if not progressed:
+                        break
+                progress.done(status)
+                docs.append({"name": pool.name, "status": status})
+                code = EXIT_CONVERGED if converged and not attention else EXIT_BLOCKED
+                worst = max(worst, code)
+        finally:
+            for lock in locks.values():
+                lock.release()
     print(_render(docs, args.output))
     return worst
+
+
+def _waiting_status(previous: dict | None) -> dict:
+    from .status import merge_conditions, summary, timestamp
+
+    message = "another gpupool process is moving hosts on this cloud; nothing moved"
+    status = dict(previous or {})
+    status["conditions"] = merge_conditions(
+        status.get("conditions"),
+        [
+            ("Ready", "False", "OtherProcessMoving", message),
+            ("Progressing", "False", "OtherProcessMoving", message),
+            ("Degraded", "False", "OtherProcessMoving", message),
+        ],
+        timestamp(time.time()),
+    )
+    status.setdefault("inFlight", [])
+    status.setdefault("lastMoves", [])
+    status.setdefault("blockers", [])
+    status["summary"] = summary(status)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
-from .inventory import Aggregate, Host, Snapshot
+from .inventory import Aggregate, Host, HostNow, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ HYPERVISOR_COUNTS_MICROVERSION = "2.87"
 AGGREGATE_MICROVERSION = "2.41"
 # Service ids are UUIDs and PUT /os-services/{id} exists from here on.
 SERVICE_UPDATE_MICROVERSION = "2.53"
+# Placement's allocations of a resource provider exist since 1.0; nothing we read changed since.
+PLACEMENT_MICROVERSION = "1.0"
 
 _ALREADY_IN_AGGREGATE = re.compile(r"already has host", re.IGNORECASE)
 _NOT_IN_AGGREGATE = re.compile(r"Cannot remove host .* in aggregate", re.IGNORECASE)
@@ -202,7 +204,7 @@ class Cloud:
                 f"/os-services?binary={COMPUTE_BINARY}", microversion=SERVICE_UPDATE_MICROVERSION
             ),
         )
-        counts = self._call("count instances per host", self._instance_counts)
+        counts, nodes = self._call("count instances per host", self._instance_counts)
         hosts = {}
         for service in services.get("services", []):
             name = service["host"]
@@ -213,6 +215,7 @@ class Cloud:
                 status=service.get("status") or "disabled",
                 disabled_reason=service.get("disabled_reason"),
                 instances=counts.get(name),
+                hypervisor_id=nodes.get(name),
             )
         return Snapshot(
             aggregates={
@@ -221,14 +224,17 @@ class Cloud:
                     name=agg["name"],
                     hosts=frozenset(agg.get("hosts") or ()),
                     metadata=dict(agg.get("metadata") or {}),
+                    created_at=agg.get("created_at"),
                 )
                 for agg in aggregates.get("aggregates", [])
             },
             hosts=hosts,
         )
 
-    def _instance_counts(self) -> dict[str, int]:
+    def _instance_counts(self) -> tuple[dict[str, int], dict[str, str]]:
+        """({host: instances}, {host: compute node uuid}) from the hypervisor list."""
         counts: dict[str, int] = {}
+        nodes: dict[str, str] = {}
         path = "/os-hypervisors/detail"
         while path:
             body = self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
@@ -236,8 +242,74 @@ class Cloud:
                 host = (hypervisor.get("service") or {}).get("host")
                 if host is not None:
                     counts[host] = counts.get(host, 0) + int(hypervisor.get("running_vms") or 0)
+                    nodes.setdefault(host, str(hypervisor["id"]))
             path = _next_link(body.get("hypervisors_links"))
-        return counts
+        return counts, nodes
+
+    def host_now(self, host: Host) -> HostNow:
+        """The host's service (status, state, reason) and its instances, in one request.
+
+        `GET /os-hypervisors/{id}?with_servers=true` at 2.87 carries both, so the checks right
+        before a disable and right before an enable cost one request each. A service Nova lists
+        without a hypervisor is read from the service list (its instances are then unknown).
+        """
+        if host.hypervisor_id is None:
+            return self._call(f"read the service of {host.name}", lambda: self._service_now(host))
+
+        def read() -> HostNow:
+            body = self._get_json(
+                f"/os-hypervisors/{quote(host.hypervisor_id or '')}?with_servers=true",
+                microversion=HYPERVISOR_COUNTS_MICROVERSION,
+            )["hypervisor"]
+            servers = body.get("servers") or []
+            return HostNow(
+                name=host.name,
+                status=body.get("status") or "disabled",
+                state=body.get("state") or "down",
+                disabled_reason=(body.get("service") or {}).get("disabled_reason"),
+                servers=tuple(str(s.get("uuid") or s.get("name")) for s in servers),
+            )
+
+        return self._call(f"read {host.name} and its instances", read)
+
+    def _service_now(self, host: Host) -> HostNow:
+        body = self._get_json(
+            f"/os-services?binary={COMPUTE_BINARY}&host={quote(host.name)}",
+            microversion=SERVICE_UPDATE_MICROVERSION,
+        )
+        service = next(iter(body.get("services") or ()), None)
+        if service is None:
+            raise NovaRequestError(
+                f"read the service of {host.name}: Nova lists no nova-compute service", 404
+            )
+        return HostNow(
+            name=host.name,
+            status=service.get("status") or "disabled",
+            state=service.get("state") or "down",
+            disabled_reason=service.get("disabled_reason"),
+            servers=None,
+        )
+
+    def claims_on(self, host: Host) -> tuple[str, ...]:
+        """Consumers holding resources on the host in Placement: instances, builds, migrations.
+
+        The authoritative "is anything here or on its way here": the scheduler claims in Placement
+        before the compute claims the host, and a migration holds the destination (instance) and
+        the source (migration record) from its start, while an instance's `host` field shows
+        neither. One request. A host without a compute node cannot be checked: it reports itself.
+        """
+        if host.hypervisor_id is None:
+            return (f"{host.name} has no compute node to check",)
+
+        def read() -> tuple[str, ...]:
+            response = self._conn.placement.get(
+                f"/resource_providers/{quote(host.hypervisor_id or '')}/allocations",
+                microversion=PLACEMENT_MICROVERSION,
+            )
+            sdk_exceptions.raise_from_response(response)
+            return tuple(sorted((response.json().get("allocations") or {}).keys()))
+
+        return self._call(f"read the Placement allocations of {host.name}", read)
 
     def instances_on(self, host: str) -> int:
         """Authoritative: does any instance, in any state, sit on this host? (0 or 1, one request)."""
@@ -320,8 +392,44 @@ class Cloud:
     def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
         self._call(
             f"set metadata on {aggregate.name}",
-            lambda: self._conn.compute.set_aggregate_metadata(str(aggregate.id), metadata),
+            lambda: self._aggregate_action(aggregate, {"set_metadata": {"metadata": metadata}}),
         )
+
+    def create_aggregate(self, name: str) -> Aggregate | None:
+        """Create an empty aggregate; None when one of that name exists (Nova keeps names unique)."""
+
+        def create() -> Aggregate:
+            response = self._conn.compute.post(
+                "/os-aggregates", json={"aggregate": {"name": name}}, microversion=AGGREGATE_MICROVERSION
+            )
+            _checked(response)
+            body = response.json()["aggregate"]
+            return Aggregate(int(body["id"]), body["name"], frozenset(), dict(body.get("metadata") or {}))
+
+        try:
+            return self._call(f"create aggregate {name}", create)
+        except NovaRequestError as exc:
+            if exc.status_code == 409:
+                return None
+            raise
+
+    def delete_aggregate(self, aggregate: Aggregate) -> bool:
+        """Delete an aggregate by id; False when it was gone already."""
+
+        def delete() -> None:
+            _checked(
+                self._conn.compute.delete(
+                    f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION
+                )
+            )
+
+        try:
+            self._call(f"delete aggregate {aggregate.name}", delete)
+        except NovaRequestError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
 
 
 def _checked(response) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .api import GpuHostPoolSpec
+from .planner import Neighbours
 
 
 def find_conflicts(pools: Iterable[tuple[str, str, GpuHostPoolSpec]]) -> dict[str, str]:
@@ -32,3 +33,14 @@ def find_conflicts(pools: Iterable[tuple[str, str, GpuHostPoolSpec]]) -> dict[st
         for aggregate in spec.managed_aggregates():
             owner[aggregate.name] = name
     return waiting
+
+
+def neighbours_of(name: str, pools: Iterable[tuple[str, GpuHostPoolSpec]]) -> Neighbours:
+    """The aggregates the other GpuHostPools on the same cloud manage, for `name`'s planner."""
+    others = {
+        aggregate.name: other
+        for other, spec in pools
+        if other != name
+        for aggregate in spec.managed_aggregates()
+    }
+    return Neighbours(me=name, others=others)

@@ -1,46 +1,78 @@
 """The durable record of a move in flight, kept in Nova itself.
 
 While a host moves, its nova-compute service is disabled with a reason that says so. That reason
-is the intent: written before the first aggregate change, read back on start-up to finish the
-move after a crash, and it tells everyone looking at `openstack compute service list` why the
-host is disabled.
+is the intent: written before the first aggregate change, read back on start-up to finish (or roll
+back) the move after a crash, and it tells everyone looking at `openstack compute service list`
+why the host is disabled:
+
+    gpupool: moving L40-n3 -> L40-n3-spot [3f9a1c07]
+
+The bracketed token is a digest of the host and both aggregate names. A reason is gpupool's only
+when it is exactly this text, token included: a note appended by a person, a hand-written reason
+that merely looks like ours, or ours copied onto another host all fail the check, so gpupool
+treats them as "disabled by someone else" and never touches the host. Aggregate names containing
+the separator are refused when a spec loads (api.py), so the text always splits one way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
 PREFIX = "gpupool: moving "
+SEPARATOR = " -> "
 # Nova stores disabled_reason in a String(255) column.
 MAX_REASON_LENGTH = 255
-_PATTERN = re.compile(r"^gpupool: moving (?P<source>.+?) -> (?P<target>.+)$")
+_TOKEN_LENGTH = 8
+# What the two names may take up together: the reason less the prefix, separator and " [token]".
+MAX_NAMES_LENGTH = MAX_REASON_LENGTH - len(PREFIX) - len(SEPARATOR) - len(" []") - _TOKEN_LENGTH
+_PATTERN = re.compile(
+    rf"^gpupool: moving (?P<source>.+) -> (?P<target>.+) \[(?P<token>[0-9a-f]{{{_TOKEN_LENGTH}}})\]$"
+)
+
+
+def _token(host: str, source: str, target: str) -> str:
+    digest = hashlib.sha256(f"{host}\0{source}\0{target}".encode()).hexdigest()
+    return digest[:_TOKEN_LENGTH]
 
 
 @dataclass(frozen=True)
 class MoveIntent:
+    host: str
     source: str
     target: str
 
     def reason(self) -> str:
-        text = f"{PREFIX}{self.source} -> {self.target}"
-        if len(text) > MAX_REASON_LENGTH:
+        if len(self.source) + len(self.target) > MAX_NAMES_LENGTH:
+            # Specs are checked when they load (api.py); reaching this is a bug, not bad input.
             raise ValueError(
-                f"aggregate names {self.source!r} and {self.target!r} are too long to record a move "
-                f"in Nova's {MAX_REASON_LENGTH}-character disabled_reason"
+                f"aggregate names {self.source!r} and {self.target!r} are too long together for a "
+                f"{MAX_REASON_LENGTH}-character disabled_reason"
             )
-        return text
+        return (
+            f"{PREFIX}{self.source}{SEPARATOR}{self.target} [{_token(self.host, self.source, self.target)}]"
+        )
 
 
-def parse_reason(reason: str | None) -> MoveIntent | None:
-    """The intent recorded in a disabled_reason, or None when someone else disabled the service."""
+def parse_reason(host: str, reason: str | None) -> MoveIntent | None:
+    """The intent recorded in `host`'s disabled_reason, or None when it is not exactly gpupool's."""
     if not reason:
         return None
-    match = _PATTERN.match(reason.strip())
-    if not match:
+    match = _PATTERN.match(reason)
+    if not match or SEPARATOR in match["source"] or SEPARATOR in match["target"]:
         return None
-    return MoveIntent(source=match["source"], target=match["target"])
+    intent = MoveIntent(host, match["source"], match["target"])
+    return intent if match["token"] == _token(host, intent.source, intent.target) else None
 
+
+def names_fit(source: str, target: str) -> bool:
+    """Whether a move between these aggregates can be recorded in one disabled_reason."""
+    return len(source) + len(target) <= MAX_NAMES_LENGTH and SEPARATOR not in source + target
+
+
+# The cloud's move lock (movelock.py): an empty aggregate of this name. No spec may manage it.
+LOCK_AGGREGATE = "gpupool-lock"
 
 # Where a host came from, kept in Nova too: a host that left a second on-demand aggregate (say
 # L40-n3-NVLink) for a pool carries a metadata key on that pool's aggregate naming it, so that it

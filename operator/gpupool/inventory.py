@@ -15,6 +15,7 @@ class Aggregate:
     name: str
     hosts: frozenset[str]
     metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: str | None = None  # as Nova wrote it (UTC, no zone suffix)
 
     @property
     def availability_zone(self) -> str | None:
@@ -32,6 +33,9 @@ class Host:
     disabled_reason: str | None = None
     # Instances on the host, any state. None: not counted (the host cannot move anyway).
     instances: int | None = 0
+    # The compute node's uuid (the hypervisor id from microversion 2.53, and its Placement
+    # resource provider's uuid). None: Nova lists no hypervisor for the service.
+    hypervisor_id: str | None = None
 
     @property
     def is_up(self) -> bool:
@@ -40,6 +44,26 @@ class Host:
     @property
     def is_enabled(self) -> bool:
         return self.status == "enabled"
+
+
+@dataclass(frozen=True)
+class HostNow:
+    """A host as Nova describes it at one moment, read right before a step that depends on it."""
+
+    name: str
+    status: str  # "enabled" | "disabled"
+    state: str  # "up" | "down"
+    disabled_reason: str | None
+    # Instances whose host is this one (names or uuids). None: Nova could not say.
+    servers: tuple[str, ...] | None
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status == "enabled"
+
+    @property
+    def is_up(self) -> bool:
+        return self.state == "up"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ Decisions (docs/architecture.md says why at more length):
 from __future__ import annotations
 
 import collections
+import difflib
 import functools
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .api import GpuHostPoolSpec, TargetPool
@@ -38,6 +39,18 @@ AGGREGATE_MISSING = "AggregateMissing"
 HOST_IN_SEVERAL_POOLS = "HostInSeveralPools"
 NOT_ENOUGH_MOVABLE_HOSTS = "NotEnoughMovableHosts"
 CANNOT_SHRINK = "CannotShrink"
+HOST_SHARED = "HostShared"
+AVAILABILITY_ZONE_CONFLICT = "AvailabilityZoneConflict"
+EXCLUDED_HOST_UNKNOWN = "ExcludedHostUnknown"
+AGGREGATE_REFUSED = "AggregateRefused"
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The other GpuHostPools on the same cloud: whose aggregates a host must not also sit in."""
+
+    me: str  # this resource's name, for messages
+    others: Mapping[str, str] = field(default_factory=dict)  # aggregate -> the resource managing it
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,9 @@ def natural_key(name: str) -> tuple:
 
 # Why a host cannot move, in the order reported.
 EXCLUDED = "excluded"
+FAILED_THIS_PASS = "failed this pass"
+CHANGED = "changed since the plan"
+SHARED = "shared with another GpuHostPool"
 IN_SEVERAL = "in several pools"
 NO_SERVICE = "without a compute service"
 DOWN = "down"
@@ -130,6 +146,9 @@ IN_FLIGHT = "moving"
 
 _REASON_WORDS = {
     EXCLUDED: ("is excluded", "are excluded"),
+    FAILED_THIS_PASS: ("failed to move this pass", "failed to move this pass"),
+    CHANGED: ("changed since the plan", "changed since the plan"),
+    SHARED: ("is also in another GpuHostPool's aggregate", "are also in another GpuHostPool's aggregate"),
     IN_SEVERAL: ("is in several pools", "are in several pools"),
     NO_SERVICE: ("has no compute service", "have no compute service"),
     DOWN: ("is down", "are down"),
@@ -148,6 +167,8 @@ class _Rules:
     snapshot: Snapshot
     in_flight: frozenset[str]
     in_several: frozenset[str]
+    shared: frozenset[str] = frozenset()
+    held_back: Mapping[str, str] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -158,6 +179,11 @@ class _Rules:
             return IN_FLIGHT
         if name in self.excluded:
             return EXCLUDED
+        held = self.held_back.get(name)
+        if held is not None:
+            return held
+        if name in self.shared:
+            return SHARED
         if name in self.in_several:
             return IN_SEVERAL
         host = self.snapshot.hosts.get(name)
@@ -165,9 +191,10 @@ class _Rules:
             return NO_SERVICE
         if not host.is_up:
             return DOWN
-        # A service disabled with our own intent is ours to move; anyone else's reason is a stop sign.
-        if not host.is_enabled and parse_reason(host.disabled_reason) is None:
-            return DISABLED
+        # Any disabled service is a stop sign: one with a gpupool intent is a move under way (of
+        # this resource's pass, or another's), any other reason is someone else's.
+        if not host.is_enabled:
+            return IN_FLIGHT if parse_reason(name, host.disabled_reason) is not None else DISABLED
         if host.instances is None:
             return UNCOUNTED
         if host.instances > 0 and not self.spec.policy.move_hosts_with_instances:
@@ -190,6 +217,13 @@ class _Pool:
     index: int
     have: int
     leaving: list[tuple[str, str]] = field(default_factory=list)  # (host, on-demand target), in order
+    # Whether a host from an on-demand aggregate may join this pool's aggregate (availability
+    # zones); None: any host may.
+    fits: Callable[[str, str], bool] | None = None
+    refused: bool = False  # Nova refused a step on this pool's aggregate this pass: leave it be
+
+    def copy(self) -> _Pool:
+        return _Pool(self.target, self.index, self.have, list(self.leaving), self.fits, self.refused)
 
     @property
     def gap(self) -> int:
@@ -208,14 +242,21 @@ def plan(
     origins: Mapping[str, str] | None = None,
     *,
     all_moves: bool = False,
+    neighbours: Neighbours | None = None,
+    held_back: Mapping[str, str] | None = None,
+    refusing: Mapping[str, str] | None = None,
 ) -> Plan:
     """The next moves toward the spec's counts, and what keeps any pool from reaching its count.
 
     `all_moves`: every move still needed, in the order successive plans would pick them if each
     succeeds, instead of only as many as `maxConcurrentMoves` allows to start now.
+    `neighbours`: the other GpuHostPools on this cloud; a host also in one of their aggregates is
+    never moved. `held_back`: {host: why} hosts a pass set aside (FAILED_THIS_PASS, CHANGED).
+    `refusing`: {aggregate: Nova's answer} aggregates that refused a step for good this pass.
     """
     in_flight = tuple(in_flight)
     origins = {**snapshot_origins(spec, snapshot), **(origins or {})}
+    refusing = refusing or {}
     blockers: list[Blocker] = []
 
     managed = spec.managed_aggregates()
@@ -238,8 +279,8 @@ def plan(
         for host in members[aggregate.name]:
             where.setdefault(host, []).append(aggregate.name)
     in_several = frozenset(h for h, aggs in where.items() if len(aggs) > 1 and h not in moving)
+    labels = {m.name: m.pool for m in present}
     for host in sorted(in_several, key=natural_key):
-        labels = {m.name: m.pool for m in present}
         blockers.append(
             Blocker(
                 labels[where[host][0]],
@@ -247,8 +288,34 @@ def plan(
                 f"host {host} is in {', '.join(where[host])}: remove it from all but one; it is not moved until then",
             )
         )
+    shared = _shared_hosts(where, snapshot, neighbours, moving)
+    for host, (mine, theirs, owner) in sorted(shared.items(), key=lambda item: natural_key(item[0])):
+        me = f"GpuHostPool {neighbours.me!r}" if neighbours else "this GpuHostPool"
+        blockers.append(
+            Blocker(
+                labels[mine],
+                HOST_SHARED,
+                f"host {host} is in {mine} ({me}) and in {theirs} (GpuHostPool {owner!r}): a host two "
+                "GpuHostPools see is never moved; take it out of one of the two aggregates",
+            )
+        )
+    unknown = _unknown_exclusions(spec, snapshot)
+    if unknown:
+        blockers.append(
+            Blocker("-", EXCLUDED_HOST_UNKNOWN, "; ".join(unknown) + ". Nothing moves until then")
+        )
+    for aggregate, answer in sorted(refusing.items()):
+        if aggregate in labels:
+            blockers.append(
+                Blocker(
+                    labels[aggregate],
+                    AGGREGATE_REFUSED,
+                    f"Nova refused a move {'into or out of'} {aggregate}: {answer}; not tried again until the next round",
+                )
+            )
 
-    rules = _Rules(spec, snapshot, moving, in_several)
+    rules = _Rules(spec, snapshot, moving, in_several, frozenset(shared), dict(held_back or {}))
+    zones = _Zones(snapshot)
     on_demand = [name for name in spec.on_demand_aggregates() if name in snapshot.aggregates]
     supply = _on_demand_candidates(on_demand, members, rules)
     pools = [
@@ -257,22 +324,88 @@ def plan(
         if target.aggregate in snapshot.aggregates
     ]
     for pool in pools:
+        pool.fits = zones.fits_for(pool.target.aggregate)
+        pool.refused = pool.target.aggregate in refusing
         if pool.have > pool.target.desired and on_demand:
-            pool.leaving = _leaving(pool, members, rules, on_demand, origins)
+            pool.leaving = _leaving(pool, members, rules, on_demand, origins, zones)
 
     # Without the concurrency bound, on copies: where every pool would end up, to explain shortfalls.
-    unbounded = [_Pool(p.target, p.index, p.have, list(p.leaving)) for p in pools]
+    unbounded = [p.copy() for p in pools]
     eventual = _schedule(unbounded, supply, None)
     budget = None if all_moves else max(0, spec.policy.max_concurrent_moves - len(in_flight))
-    moves = _schedule(pools, supply, budget)
+    moves = [] if unknown else _schedule(pools, supply, budget)
     if on_demand:
-        blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight))
+        blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight, zones))
 
     listed = spec.on_demand_aggregates()
     return Plan(
         moves=tuple(with_origin_record(move, listed, snapshot) for move in moves),
         blockers=tuple(blockers),
         pools=_pools_state(spec, snapshot, rules, supply),
+    )
+
+
+@dataclass(frozen=True)
+class Triage:
+    """What to do with the half-done moves a pass found in Nova."""
+
+    finish: tuple[Move, ...]
+    roll_back: tuple[tuple[Move, str], ...]  # (move, why it is no longer needed)
+
+
+def triage_resumed(spec: GpuHostPoolSpec, snapshot: Snapshot, resumed: Sequence[Move]) -> Triage:
+    """Finish the half-done moves the spec still needs; roll the others back.
+
+    Finishing a move the plan would then undo would put the host in the wrong pool, enabled, for a
+    while (its customers could land on it); rolling it back costs no more. A move is needed while
+    its pool is short of its count: each pool is counted without the hosts of half-done moves, and
+    those are let in one by one, the ones furthest along first. A move into or out of an aggregate
+    the spec no longer manages is not needed (a pool dropped from the spec keeps its hosts, and
+    gets no more), nor is a move of a host the spec now excludes.
+    """
+    desired = {t.aggregate: t.desired for t in spec.target_pools()}
+    moving = {m.host for m in resumed}
+    have = {
+        name: len(snapshot.aggregates[name].hosts - moving) for name in desired if name in snapshot.aggregates
+    }
+    excluded = set(spec.policy.exclude_hosts)
+    finish: list[Move] = []
+    back: list[tuple[Move, str]] = []
+    stage = {"target": 0, "both": 1, "neither": 2, "source": 3}
+    for move in sorted(resumed, key=lambda m: (stage[position(m, snapshot)], natural_key(m.host))):
+        if move.host in excluded:
+            back.append((move, f"was cancelled: {move.host} is in policy.excludeHosts now"))
+        elif move.target in have:  # a grow into a pool the spec manages
+            if have[move.target] < desired[move.target]:
+                finish.append(move)
+                have[move.target] += 1
+            else:
+                back.append(
+                    (move, f"is no longer needed: {move.target} holds its {desired[move.target]} host(s)")
+                )
+        elif move.source in have:  # a shrink: going back keeps the host in its pool
+            if have[move.source] < desired[move.source]:
+                back.append(
+                    (move, f"is no longer needed: {move.source} wants {desired[move.source]} host(s)")
+                )
+                have[move.source] += 1
+            else:
+                finish.append(move)
+        elif move.target in desired or move.source in desired:
+            finish.append(move)  # the pool's aggregate is gone: the mover takes the host where it can
+        else:
+            back.append((move, "is no longer needed: the spec does not manage that pool any more"))
+    return Triage(tuple(finish), tuple(back))
+
+
+def position(move: Move, snapshot: Snapshot) -> str:
+    """Where a move's host is: "source", "target", "both" or "neither"."""
+    source = snapshot.aggregates.get(move.source)
+    target = snapshot.aggregates.get(move.target)
+    in_source = source is not None and move.host in source.hosts
+    in_target = target is not None and move.host in target.hosts
+    return (
+        "both" if in_source and in_target else "source" if in_source else "target" if in_target else "neither"
     )
 
 
@@ -344,10 +477,12 @@ def _leaving(
     rules: _Rules,
     on_demand: Sequence[str],
     origins: Mapping[str, str],
+    zones: _Zones,
 ) -> list[tuple[str, str]]:
     """Hosts that may leave an oversized pool, best first, with the on-demand aggregate each returns to."""
     hosts = sorted((h for h in members[pool.target.aggregate] if rules.why_not(h) is None), key=rules.order)
-    return [(h, origins[h] if origins.get(h) in on_demand else on_demand[0]) for h in hosts]
+    homes = [(h, origins[h] if origins.get(h) in on_demand else on_demand[0]) for h in hosts]
+    return [(h, home) for h, home in homes if zones.conflict(h, pool.target.aggregate, home) is None]
 
 
 def _schedule(pools: Sequence[_Pool], supply: Sequence[tuple[str, str]], budget: int | None) -> list[Move]:
@@ -355,11 +490,13 @@ def _schedule(pools: Sequence[_Pool], supply: Sequence[tuple[str, str]], budget:
     moves: list[Move] = []
     free = collections.deque(supply)
     shrinking = {id(p): collections.deque(p.leaving) for p in pools}
+    exhausted: set[int] = {id(p) for p in pools if p.refused}
     while budget is None or len(moves) < budget:
         ready = [
             p
             for p in pools
-            if (p.have > p.target.desired and shrinking[id(p)]) or (p.have < p.target.desired and free)
+            if id(p) not in exhausted
+            and ((p.have > p.target.desired and shrinking[id(p)]) or (p.have < p.target.desired and free))
         ]
         if not ready:
             break
@@ -369,10 +506,101 @@ def _schedule(pools: Sequence[_Pool], supply: Sequence[tuple[str, str]], budget:
             moves.append(Move(host, pool.target.aggregate, home, pool.target.label))
             pool.have -= 1
         else:
-            host, source = free.popleft()
+            taken = _take(free, pool.fits)
+            if taken is None:  # every host left is in another availability zone
+                exhausted.add(id(pool))
+                continue
+            host, source = taken
             moves.append(Move(host, source, pool.target.aggregate, pool.target.label))
             pool.have += 1
     return moves
+
+
+def _take(
+    free: collections.deque[tuple[str, str]], fits: Callable[[str, str], bool] | None
+) -> tuple[str, str] | None:
+    """The best free host that may join the pool (the first one, unless zones get in the way)."""
+    if fits is None:
+        return free.popleft()
+    for index, (host, source) in enumerate(free):
+        if fits(host, source):
+            del free[index]
+            return host, source
+    return None
+
+
+class _Zones:
+    """Nova's availability-zone rule for adding a host to an aggregate, read from the snapshot.
+
+    Nova refuses to add a host to an aggregate with an availability_zone when another aggregate
+    of the host names a different zone (nova/compute/api.py, is_safe_to_update_az). A move
+    removes the host from its source first, so the source does not count.
+    """
+
+    def __init__(self, snapshot: Snapshot):
+        self._snapshot = snapshot
+        self._zoned: dict[str, list[tuple[str, str]]] = {}  # host -> [(aggregate, zone)]
+        for aggregate in snapshot.aggregates.values():
+            zone = aggregate.availability_zone
+            if zone:
+                for host in aggregate.hosts:
+                    self._zoned.setdefault(host, []).append((aggregate.name, zone))
+
+    def conflict(self, host: str, source: str, target: str) -> tuple[str, str] | None:
+        """(aggregate, zone) of the host that keeps it out of `target`, or None."""
+        aggregate = self._snapshot.aggregates.get(target)
+        wanted = aggregate.availability_zone if aggregate is not None else None
+        if not wanted:
+            return None
+        for name, zone in self._zoned.get(host, ()):
+            if name not in (source, target) and zone != wanted:
+                return name, zone
+        return None
+
+    def fits_for(self, target: str) -> Callable[[str, str], bool] | None:
+        aggregate = self._snapshot.aggregates.get(target)
+        if aggregate is None or not aggregate.availability_zone or not self._zoned:
+            return None
+        return lambda host, source: self.conflict(host, source, target) is None
+
+
+def _shared_hosts(
+    where: Mapping[str, list[str]], snapshot: Snapshot, neighbours: Neighbours | None, moving: frozenset[str]
+) -> dict[str, tuple[str, str, str]]:
+    """{host: (our aggregate, their aggregate, their resource)} for hosts another GpuHostPool sees too."""
+    if neighbours is None or not neighbours.others:
+        return {}
+    shared = {}
+    for name, owner in sorted(neighbours.others.items()):
+        aggregate = snapshot.aggregates.get(name)
+        if aggregate is None:
+            continue
+        for host in aggregate.hosts:
+            if host in where and host not in moving and host not in shared:
+                shared[host] = (where[host][0], name, owner)
+    return shared
+
+
+def _unknown_exclusions(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[str]:
+    """One line per excludeHosts entry that names no host of the cloud, with a did-you-mean."""
+    entries = spec.policy.exclude_hosts
+    if not entries:
+        return []
+    known = set(snapshot.hosts)
+    for aggregate in snapshot.aggregates.values():
+        known |= aggregate.hosts
+    lowered = {name.lower(): name for name in known}
+    lines = []
+    for index, entry in enumerate(entries):
+        if entry in known:
+            continue
+        close = difflib.get_close_matches(entry.lower(), list(lowered), n=1, cutoff=0.6)
+        hint = f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+        lines.append(
+            f"policy.excludeHosts[{index}] {entry!r} matches no compute host{hint}: fix the name, so that "
+            "the host it means is protected"
+        )
+    return lines
 
 
 def _shortfalls(
@@ -382,28 +610,34 @@ def _shortfalls(
     members: dict[str, set[str]],
     rules: _Rules,
     in_flight: Sequence,
+    zones: _Zones,
 ) -> list[Blocker]:
     """Blockers for pools that miss their count even after `moves`, planned without a concurrency bound."""
     blockers = []
     # Hosts on their way back to on-demand will be free again for growing pools in later passes.
     returning = sum(1 for m in (*moves, *in_flight) if m.target in on_demand)
-    short = [p for p in pools if p.have < p.target.desired]
+    short = [p for p in pools if p.have < p.target.desired and not p.refused]
     if short and sum(p.target.desired - p.have for p in short) > returning:
-        held = _explain(rules, (h for name in on_demand for h in members[name]))
-        why = f": {held}" if held else ""
+        reservoir = [(h, name) for name in on_demand for h in members[name]]
+        held = _explain(rules, (h for h, _ in reservoir))
         for pool in short:
             others = [p.target.label for p in short if p is not pool]
             shared = f" (also wanted by {', '.join(others)})" if others else ""
+            reason, why = NOT_ENOUGH_MOVABLE_HOSTS, held
+            zoned = _zone_conflicts(zones, pool.target.aggregate, rules, reservoir)
+            if zoned:
+                reason = AVAILABILITY_ZONE_CONFLICT
+                why = ", ".join(x for x in (zoned, held) if x)
             blockers.append(
                 Blocker(
                     pool.target.label,
-                    NOT_ENOUGH_MOVABLE_HOSTS,
+                    reason,
                     f"{pool.target.label} wants {pool.target.desired} hosts and can reach {pool.have}: "
-                    f"no movable host left in {', '.join(on_demand)}{shared}{why}",
+                    f"no movable host left in {', '.join(on_demand)}{shared}{': ' + why if why else ''}",
                 )
             )
     for pool in pools:
-        if pool.have > pool.target.desired:
+        if pool.have > pool.target.desired and not pool.refused:
             stuck = _explain(rules, members[pool.target.aggregate])
             blockers.append(
                 Blocker(
@@ -416,12 +650,40 @@ def _shortfalls(
     return blockers
 
 
+def _zone_conflicts(zones: _Zones, target: str, rules: _Rules, reservoir: Sequence[tuple[str, str]]) -> str:
+    """ "2 are in availability zone 'az2' (aggregate az2-hosts), not 'nova' of L40-n3-spot", or ""."""
+    found: Counter[tuple[str, str]] = Counter()
+    for host, source in reservoir:
+        if rules.why_not(host) is None:
+            conflict = zones.conflict(host, source, target)
+            if conflict is not None:
+                found[conflict] += 1
+    if not found:
+        return ""
+    aggregate = zones._snapshot.aggregates[target]
+    parts = [
+        f"{count} {'is' if count == 1 else 'are'} in availability zone {zone!r} (aggregate {name})"
+        for (name, zone), count in sorted(found.items())
+    ]
+    return f"{', '.join(parts)}, not {aggregate.availability_zone!r} of {target}, so Nova would refuse them"
+
+
 def _explain(rules: _Rules, hosts: Iterable[str]) -> str:
     """ "3 have instances, 1 is excluded": why these hosts cannot move (movable ones are not counted)."""
     reasons = Counter(r for r in map(rules.why_not, hosts) if r is not None)
     # Most common reason first; ties in a fixed order, so the message is stable.
-    ordered = sorted(reasons.items(), key=lambda item: (-item[1], list(_REASON_WORDS).index(item[0])))
-    return ", ".join(f"{count} {_REASON_WORDS[reason][count != 1]}" for reason, count in ordered)
+    order = list(_REASON_WORDS)
+    ordered = sorted(
+        reasons.items(), key=lambda item: (-item[1], order.index(item[0]) if item[0] in order else len(order))
+    )
+    return ", ".join(f"{count} {_words(reason, count)}" for reason, count in ordered)
+
+
+def _words(reason: str, count: int) -> str:
+    words = _REASON_WORDS.get(reason)
+    if words is not None:
+        return words[count != 1]
+    return f"{'is' if count == 1 else 'are'} {reason}"
 
 
 def _pools_state(

@@ -22,8 +22,12 @@ log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
 _RESULT_EVENTS = {
     Outcome.MOVED: ("Normal", "MoveFinished"),
+    Outcome.ROLLED_BACK: ("Normal", "MoveRolledBack"),
+    Outcome.SKIPPED: ("Normal", "MoveSkipped"),
     Outcome.ABORTED: ("Warning", "MoveAborted"),
     Outcome.FAILED: ("Warning", "MoveFailed"),
+    Outcome.INTERRUPTED: ("Warning", "MoveInterrupted"),
+    Outcome.HELD: ("Warning", "HostHeld"),
 }
 
 
@@ -39,6 +43,7 @@ class StatusPublisher:
         self._last_shape: tuple = ()
         self._started: set[str] = set()
         self._results_posted = 0
+        self._breaker_posted = False
         self._blockers_known = {
             (b.get("reason"), b.get("message")) for b in self.previous.get("blockers") or ()
         }
@@ -134,6 +139,9 @@ class StatusPublisher:
             type_, reason = _RESULT_EVENTS[result.outcome]
             self.kube.event(self.body, type_, reason, result.message)
         self._results_posted = len(report.results)
+        if report.breaker is not None and not self._breaker_posted:
+            self._breaker_posted = True
+            self.kube.event(self.body, "Warning", "CircuitBreakerOpen", report.breaker)
         for blocker in report.plan.blockers if report.finished else ():
             key = (blocker.reason, blocker.message)
             if key not in self._blockers_known:

@@ -1,9 +1,13 @@
 """One reconcile pass: snapshot -> plan -> move -> status. Knows nothing of Kubernetes.
 
-The pass takes one snapshot, then keeps `maxConcurrentMoves` moves running: whenever one ends,
-its effect is applied to the in-memory snapshot and the planner (pure, fast) picks the next. So a
-pass needs one snapshot, not one per batch, and a slot never waits for the slowest move of a batch.
-A final snapshot checks the result before the pass reports converged.
+The pass takes one snapshot, first deals with the half-done moves it finds in Nova (finishing those
+the spec still needs, rolling the others back), then keeps `maxConcurrentMoves` moves running:
+whenever one ends, its effect is applied to the in-memory snapshot and the planner (pure, fast)
+picks the next. A final snapshot checks the result before the pass reports converged.
+
+Moves resumed from Nova count against `maxConcurrentMoves` like any other. A circuit breaker stops
+a pass from starting moves when Nova keeps refusing (docs/architecture.md): the next round tries
+again.
 """
 
 from __future__ import annotations
@@ -17,14 +21,26 @@ from dataclasses import dataclass, field, replace
 
 from .api import GpuHostPoolSpec
 from .cloud import Cloud
-from .intent import parse_reason
+from .intent import MoveIntent, parse_reason
 from .inventory import Aggregate, Snapshot
-from .mover import Mover, MoveResult, Outcome, Step
-from .planner import Move, Plan, plan, with_origin_record
+from .mover import Mover, MoveResult, Outcome, Step, resume_step
+from .planner import (
+    CHANGED,
+    FAILED_THIS_PASS,
+    Move,
+    Neighbours,
+    Plan,
+    plan,
+    triage_resumed,
+    with_origin_record,
+)
 
 log = logging.getLogger(__name__)
 
 REPLAN_EVERY_S = 1.0
+# Failed moves in a row that open the circuit breaker. One failed move whose undo failed too
+# (its host keeps gpupool's intent) opens it at once.
+BREAKER_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,8 @@ class InFlight:
     move: Move
     step: Step
     since: float
+    # Left with gpupool's intent when the pass ended: the next pass resumes it.
+    stuck: bool = False
 
 
 @dataclass
@@ -44,14 +62,30 @@ class PassReport:
     finished: bool = False
     paused: bool = False
     dry_run: bool = False
+    # Why the pass stopped starting moves (Nova kept failing); None while the breaker is closed.
+    breaker: str | None = None
+
+    @property
+    def needs_attention(self) -> list[MoveResult]:
+        """Moves left for a person: someone else's reason on the host, or an instance in the way."""
+        return [r for r in self.results if r.outcome in (Outcome.INTERRUPTED, Outcome.HELD)]
 
     @property
     def converged(self) -> bool:
-        return self.finished and not self.plan.moves and not self.in_flight and not self.plan.blockers
+        """Nova matches the spec: nothing to move (ignoring the concurrency cap), no gpupool intent
+        left on any host, no blocker, and nothing this pass left for a person."""
+        return (
+            self.finished
+            and not self.plan.moves
+            and not self.in_flight
+            and not self.plan.blockers
+            and self.breaker is None
+            and not self.needs_attention
+        )
 
     @property
     def blocked(self) -> bool:
-        return self.finished and not self.plan.moves and not self.in_flight and bool(self.plan.blockers)
+        return self.finished and not self.converged
 
 
 ReportCallback = Callable[[PassReport], None]
@@ -64,19 +98,18 @@ def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:
 
 
 def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
-    """Moves a previous run began and did not finish: services disabled with our intent.
+    """Moves a previous run began and did not finish: services disabled with exactly our intent.
 
-    A move is this spec's to finish when it leaves or joins an aggregate the spec manages, even if
-    the spec has changed since: one whose pool was dropped from the spec is finished as recorded
-    (the host joins the hosts already there, which stay too), so no host is left disabled or
-    outside every aggregate. The mover puts a host back where it came from if its target is gone.
+    A move is this spec's when it leaves or joins an aggregate the spec manages (its pool may have
+    been dropped from the spec since: the pass then rolls it back). A reason that is not exactly
+    what gpupool writes, for exactly this host, is someone else's: see intent.py.
     """
     managed = managed_aggregates(spec)
     moves = []
     for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
         if host.is_enabled:
             continue
-        intent = parse_reason(host.disabled_reason)
+        intent = parse_reason(host.name, host.disabled_reason)
         if intent and (intent.source in managed or intent.target in managed):
             # The pool the move serves: the target of a grow, the source of a shrink.
             pool = spec.move_pool(intent.source, intent.target) or "onDemand"
@@ -85,26 +118,50 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     return moves
 
 
+def has_work(spec: GpuHostPoolSpec, snapshot: Snapshot, neighbours: Neighbours | None = None) -> bool:
+    """Whether a pass on this snapshot would change anything in Nova (and so needs the move lock)."""
+    resumed = recover_in_flight(spec, snapshot)
+    if resumed:
+        return True
+    if spec.paused or spec.dry_run:
+        return False
+    return bool(plan(spec, snapshot, neighbours=neighbours).moves)
+
+
 def apply_result(snapshot: Snapshot, result: MoveResult) -> Snapshot:
     """The snapshot as it stands after a move ended, without asking Nova again."""
     move = result.move
     hosts = dict(snapshot.hosts)
     aggregates = dict(snapshot.aggregates)
     host = hosts[move.host]
-    if result.outcome is Outcome.MOVED:
-        aggregates[move.source] = _without(aggregates[move.source], move.host)
-        aggregates[move.target] = _with(aggregates[move.target], move.host)
-        hosts[move.host] = replace(host, status="enabled", disabled_reason=None)
-        if move.origin is not None and move.origin.aggregate in aggregates:
-            noted = aggregates[move.origin.aggregate]
-            metadata = {k: v for k, v in noted.metadata.items() if k != move.origin.key}
-            if move.origin.value is not None:
-                metadata[move.origin.key] = move.origin.value
-            aggregates[noted.name] = replace(noted, metadata=metadata)
-    elif result.outcome is Outcome.ABORTED:
-        hosts[move.host] = replace(
-            host, status="enabled", disabled_reason=None, instances=max(1, host.instances or 0)
+    if result.location is not None:
+        for name in (move.source, move.target):
+            if name in aggregates:
+                aggregates[name] = _without(aggregates[name], move.host)
+        ended = move.source if result.location == "source" else move.target
+        if ended in aggregates:
+            aggregates[ended] = _with(aggregates[ended], move.host)
+    if result.now is not None:
+        now = result.now
+        host = replace(
+            host,
+            status=now.status,
+            state=now.state,
+            disabled_reason=now.disabled_reason,
+            instances=len(now.servers) if now.servers is not None else host.instances,
         )
+    elif result.intent_left:
+        reason = MoveIntent(move.host, move.source, move.target).reason()
+        host = replace(host, status="disabled", disabled_reason=reason)
+    if result.outcome is Outcome.ABORTED:
+        host = replace(host, instances=max(1, host.instances or 0))  # something claimed it
+    hosts[move.host] = host
+    if result.outcome is Outcome.MOVED and move.origin is not None and move.origin.aggregate in aggregates:
+        noted = aggregates[move.origin.aggregate]
+        metadata = {k: v for k, v in noted.metadata.items() if k != move.origin.key}
+        if move.origin.value is not None:
+            metadata[move.origin.key] = move.origin.value
+        aggregates[noted.name] = replace(noted, metadata=metadata)
     return Snapshot(aggregates=aggregates, hosts=hosts)
 
 
@@ -140,11 +197,37 @@ def _without(aggregate: Aggregate, host: str) -> Aggregate:
     return replace(aggregate, hosts=aggregate.hosts - {host})
 
 
-def _excluding(spec: GpuHostPoolSpec, hosts: set[str]) -> GpuHostPoolSpec:
-    if not hosts:
-        return spec
-    excluded = sorted(set(spec.policy.exclude_hosts) | hosts)
-    return spec.model_copy(update={"policy": spec.policy.model_copy(update={"exclude_hosts": excluded})})
+def _reversed(move: Move) -> Move:
+    """A move being rolled back, as the planner should count it: on its way back to its source."""
+    return replace(move, source=move.target, target=move.source, origin=None)
+
+
+class CircuitBreaker:
+    """Opens when Nova keeps refusing, so a pass stops before it disables half the fleet."""
+
+    def __init__(self, threshold: int = BREAKER_FAILURES):
+        self.threshold = threshold
+        self.in_a_row = 0
+        self.why: str | None = None
+
+    def record(self, result: MoveResult) -> None:
+        if result.outcome is not Outcome.FAILED:
+            if result.outcome is Outcome.MOVED:
+                self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        if self.why is not None:
+            return
+        if result.intent_left:
+            self.why = (
+                f"a move failed and could not be undone ({result.message}); no new move starts "
+                "until the next round"
+            )
+        elif self.in_a_row >= self.threshold:
+            self.why = (
+                f"{self.in_a_row} moves failed in a row (last: {result.message}); no new move starts "
+                "until the next round"
+            )
 
 
 class Reconciler:
@@ -159,91 +242,182 @@ class Reconciler:
         *,
         snapshot: Snapshot | None = None,
         should_stop: Callable[[], bool] | None = None,
+        neighbours: Neighbours | None = None,
     ) -> PassReport:
         """One pass. Calls `on_report` whenever something changed (moves start or end).
 
         `snapshot`: a fresh one taken for several GpuHostPools at once (the operator shares one per
         cloud and round); otherwise the pass takes its own. `should_stop`: asked before each new
         move; once true, no move starts and the pass ends when the running ones have finished (a
-        move is never abandoned half-way).
+        move is never abandoned half-way). `neighbours`: the other GpuHostPools on this cloud.
         """
-        notify = on_report or (lambda report: None)
-        stop = should_stop or (lambda: False)
         snapshot = snapshot if snapshot is not None else self._cloud.snapshot()
+        return _Pass(
+            self._cloud,
+            self._clock,
+            spec,
+            snapshot,
+            on_report or (lambda report: None),
+            should_stop or (lambda: False),
+            neighbours,
+        ).run()
+
+
+class _Pass:
+    """The state of one pass while its moves run."""
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        clock: Callable[[], float],
+        spec: GpuHostPoolSpec,
+        snapshot: Snapshot,
+        notify: ReportCallback,
+        stop: Callable[[], bool],
+        neighbours: Neighbours | None,
+    ):
+        self.cloud, self.clock, self.spec, self.snapshot = cloud, clock, spec, snapshot
+        self.notify, self.stop, self.neighbours = notify, stop, neighbours
+        self.may_start_new = not (spec.paused or spec.dry_run)
+        self.bound = spec.policy.max_concurrent_moves
+        self.breaker = CircuitBreaker()
+        self.held_back: dict[str, str] = {}  # host -> why the pass set it aside
+        self.refusing: dict[str, str] = {}  # aggregate -> Nova's answer
+        self.stuck: list[Move] = []  # moves that kept their intent: still in flight
+        self.steps: dict[str, InFlight] = {}
+        self.touched: set[str] = set()
+        self.seen_at: dict[str, float] = {}
+        self.running: dict[Future[MoveResult], tuple[Move, str | None]] = {}
         resumed = recover_in_flight(spec, snapshot)
-        report = PassReport(
+        triage = triage_resumed(spec, snapshot, resumed)
+        # (move, why it is rolled back, or None to finish it), in the order they start.
+        self.resumed = collections.deque([(m, None) for m in triage.finish] + list(triage.roll_back))
+        self.touched.update(m.host for m in resumed)
+        self.queue: collections.deque[Move] = collections.deque()
+        self.report = PassReport(
             # A dry run shows every move the spec needs, not only the first maxConcurrentMoves.
-            plan=plan(spec, snapshot, in_flight=resumed, all_moves=spec.dry_run),
+            plan=self._plan(all_moves=spec.dry_run),
             paused=spec.paused,
             dry_run=spec.dry_run,
         )
-        if spec.paused or spec.dry_run:
+        self.mover = Mover(
+            cloud, allow_instances=spec.policy.move_hosts_with_instances, on_step=self._on_step
+        )
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def _in_flight_moves(self) -> list[Move]:
+        moves = [m if why is None else _reversed(m) for m, why in self.running.values()]
+        moves += [m if why is None else _reversed(m) for m, why in self.resumed]
+        return moves + self.stuck
+
+    def _plan(self, *, all_moves: bool) -> Plan:
+        return plan(
+            self.spec,
+            self.snapshot,
+            in_flight=self._in_flight_moves(),
+            all_moves=all_moves,
+            neighbours=self.neighbours,
+            held_back=self.held_back,
+            refusing=self.refusing,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> PassReport:
+        report = self.report
+        if not self.resumed and not self.may_start_new:
             report.finished = True
-            notify(report)
+            self.notify(report)
             return report
-
-        steps: dict[str, InFlight] = {}
-
-        def on_step(move: Move, step: Step) -> None:
-            steps[move.host] = InFlight(
-                move, step, steps.get(move.host, InFlight(move, step, self._clock())).since
-            )
-            report.in_flight = list(steps.values())
-            notify(report)
-
-        mover = Mover(self._cloud, allow_instances=spec.policy.move_hosts_with_instances, on_step=on_step)
-        bound = spec.policy.max_concurrent_moves
-        failed_hosts: set[str] = set()
-        touched: set[str] = {m.host for m in resumed}
-        seen_at: dict[str, float] = {}
-        running: dict[Future[MoveResult], Move] = {}
-        pending = list(resumed)
-        # Planning is pure but not free (about 10 ms at 2,000 hosts); it runs on the thread that also
-        # feeds the movers. So the pass plans every move still needed at once and hands them out as
-        # slots free up, and plans again only when the world differs from that plan: a move that did
-        # not succeed, an aggregate changed behind our back, or REPLAN_EVERY_S for fresh counts.
-        queue: collections.deque[Move] = collections.deque()
         replan, planned_at = True, float("-inf")
-        with ThreadPoolExecutor(max_workers=bound, thread_name_prefix="move") as pool:
+        with ThreadPoolExecutor(max_workers=self.bound, thread_name_prefix="move") as pool:
             while True:
-                if replan or not queue or time.monotonic() - planned_at >= REPLAN_EVERY_S:
-                    in_flight = list(running.values()) + pending
-                    everything = plan(
-                        _excluding(spec, failed_hosts), snapshot, in_flight=in_flight, all_moves=True
-                    )
-                    queue = collections.deque(everything.moves)
+                opening = self.may_start_new and self.breaker.why is None
+                if opening and (replan or not self.queue or time.monotonic() - planned_at >= REPLAN_EVERY_S):
+                    # Planning is pure but not free (about 10 ms at 2,000 hosts): the pass plans every
+                    # move still needed at once and hands them out as slots free up, and plans again
+                    # only when the world differs from that plan (a move that did not succeed, an
+                    # aggregate changed behind our back) or after REPLAN_EVERY_S, for fresh counts.
+                    everything = self._plan(all_moves=True)
+                    self.queue = collections.deque(everything.moves)
                     replan, planned_at = False, time.monotonic()
-                    free = max(0, bound - len(in_flight))
+                    free = max(0, self.bound - len(self._in_flight_moves()))
                     report.plan = replace(everything, moves=tuple(everything.moves[:free]))
-                if stop():
-                    queue.clear()
-                starting = pending + [
-                    queue.popleft() for _ in range(min(len(queue), bound - len(running) - len(pending)))
-                ]
-                for move in starting:
-                    touched.add(move.host)
-                    running[pool.submit(mover.run, move, snapshot)] = move
-                pending = []
-                if not running:
+                if self.stop() or self.breaker.why is not None:
+                    self.queue.clear()
+                    if self.stop():
+                        self.resumed.clear()
+                self._start(pool)
+                if not self.running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    move = running.pop(future)
-                    result = future.result()
-                    steps.pop(move.host, None)
-                    report.in_flight = list(steps.values())
-                    report.results.append(result)
-                    if result.outcome is Outcome.FAILED:
-                        failed_hosts.add(move.host)
-                    applied = apply_result(snapshot, result)
-                    snapshot = merge_observed(applied, result, touched, seen_at)
-                    replan |= result.outcome is not Outcome.MOVED or snapshot.aggregates != applied.aggregates
-                notify(report)
+                    replan |= self._finished(future)
+                self.notify(report)
+        return self._final()
 
-        # Check the outcome against Nova itself, not our own bookkeeping. Nothing moved: the
-        # snapshot the pass started from is still the truth, and asking again would only cost.
-        final = self._cloud.snapshot() if report.results else snapshot
-        report.plan = plan(_excluding(spec, failed_hosts), final, in_flight=recover_in_flight(spec, final))
+    def _start(self, pool: ThreadPoolExecutor) -> None:
+        free = self.bound - len(self.running) - len(self.stuck)
+        while free > 0 and (self.resumed or self.queue):
+            if self.resumed:  # half-done moves first, and they count against the bound
+                move, why = self.resumed.popleft()
+            else:
+                move, why = self.queue.popleft(), None
+            self.touched.add(move.host)
+            if why is None:
+                future = pool.submit(self.mover.run, move, self.snapshot)
+            else:
+                future = pool.submit(self.mover.roll_back, move, self.snapshot, why)
+            self.running[future] = (move, why)
+            free -= 1
+
+    def _on_step(self, move: Move, step: Step) -> None:
+        since = self.steps[move.host].since if move.host in self.steps else self.clock()
+        self.steps[move.host] = InFlight(move, step, since)
+        self.report.in_flight = list(self.steps.values())
+        self.notify(self.report)
+
+    def _finished(self, future: Future[MoveResult]) -> bool:
+        """Take a move's result into the pass; True when the plan must be made again."""
+        move, _ = self.running.pop(future)
+        result = future.result()
+        self.steps.pop(move.host, None)
+        self.report.in_flight = list(self.steps.values())
+        self.report.results.append(result)
+        self.breaker.record(result)
+        if self.breaker.why is not None and self.report.breaker is None:
+            self.report.breaker = self.breaker.why
+            log.warning("circuit breaker open: %s", self.breaker.why)
+        if result.intent_left:
+            self.stuck.append(move)
+        elif result.outcome is Outcome.SKIPPED:
+            self.held_back[move.host] = CHANGED
+        elif result.outcome in (Outcome.FAILED, Outcome.ABORTED):
+            self.held_back[move.host] = FAILED_THIS_PASS
+        if result.refused_by is not None:
+            self.refusing[result.refused_by] = result.message
+        applied = apply_result(self.snapshot, result)
+        self.snapshot = merge_observed(applied, result, self.touched, self.seen_at)
+        return result.outcome is not Outcome.MOVED or self.snapshot.aggregates != applied.aggregates
+
+    def _final(self) -> PassReport:
+        """Check the outcome against Nova itself, not our own bookkeeping.
+
+        Nothing was done: the snapshot the pass started from is still the truth, and asking again
+        would only cost. The plan is made without the concurrency cap: converged means nothing at
+        all is left to move, and every gpupool intent still on a host is a move in flight.
+        """
+        report = self.report
+        final = self.cloud.snapshot() if report.results else self.snapshot
+        self.snapshot = final
+        left = recover_in_flight(self.spec, final)
+        now = self.clock()
+        report.in_flight = [
+            InFlight(m, resume_step(m, final.hosts[m.host], final), now, stuck=True) for m in left
+        ]
+        self.stuck, self.resumed, self.running = left, collections.deque(), {}
+        report.plan = self._plan(all_moves=True)
         report.finished = True
-        notify(report)
+        self.notify(report)
         return report

@@ -31,26 +31,46 @@ def _pool_entry(pool) -> dict:
 def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str, str, str]]:
     """(type, status, reason, message) for Ready, Progressing, Degraded."""
     plan = report.plan
-    moving = bool(report.in_flight) or bool(plan.moves)
     blockers = plan.blockers
     first_blocker = blockers[0] if blockers else None
-    if report.paused:
-        ready = ("Ready", "False", "Paused", "paused: observing only, no host is moved")
-        if not moving and not blockers:
-            ready = ("Ready", "True", "Converged", "paused, and every pool holds its desired hosts")
-        progressing = ("Progressing", "False", "Paused", "spec.paused is true")
-    elif report.dry_run:
-        count = len(plan.moves)
-        ready = (
-            "Ready",
-            "True" if not moving else "False",
-            "DryRun",
-            f"dry run: {count} move(s) planned, none made",
-        )
-        progressing = ("Progressing", "False", "DryRun", "spec.dryRun is true")
-    elif moving:
-        ready = ("Ready", "False", "Moving", f"{len(report.in_flight)} move(s) in flight")
-        progressing = ("Progressing", "True", "MovingHosts", f"{len(report.in_flight)} move(s) in flight")
+    attention = report.needs_attention
+    stuck = [f for f in report.in_flight if f.stuck]
+    moving = bool(report.in_flight) or bool(plan.moves)
+    half_done = (
+        f"{len(stuck)} move(s) left half-done ({', '.join(f.move.host for f in stuck[:5])}): "
+        "finished or rolled back in the next round"
+        if stuck
+        else ""
+    )
+    if report.paused or report.dry_run:
+        word, field_ = ("Paused", "spec.paused") if report.paused else ("DryRun", "spec.dryRun")
+        if stuck:
+            ready = ("Ready", "False", word, f"{word.lower()}: {half_done}")
+        elif moving or blockers:
+            what = f"{len(plan.moves)} move(s) needed, none made" if plan.moves else first_blocker.message  # type: ignore[union-attr]
+            ready = ("Ready", "False", word, f"{'paused' if report.paused else 'dry run'}: {what}")
+        else:
+            ready = (
+                "Ready",
+                "True",
+                "Converged",
+                f"{field_} is true, and every pool holds its desired hosts",
+            )
+        progressing = ("Progressing", "False", word, f"{field_} is true")
+    elif report.breaker is not None:
+        ready = ("Ready", "False", "CircuitBreakerOpen", report.breaker)
+        progressing = ("Progressing", "False", "CircuitBreakerOpen", report.breaker)
+    elif attention:
+        reason = "MoveInterrupted" if attention[0].outcome == "Interrupted" else "HostHeld"
+        ready = ("Ready", "False", reason, attention[0].message)
+        progressing = ("Progressing", "False", reason, attention[0].message)
+    elif report.in_flight and not stuck or (plan.moves and not stuck):
+        running = len(report.in_flight)
+        ready = ("Ready", "False", "Moving", f"{running} move(s) in flight")
+        progressing = ("Progressing", "True", "MovingHosts", f"{running} move(s) in flight")
+    elif stuck:
+        ready = ("Ready", "False", "MoveInFlight", half_done)
+        progressing = ("Progressing", "True", "MoveInFlight", half_done)
     elif first_blocker is not None:
         ready = ("Ready", "False", first_blocker.reason, first_blocker.message)
         progressing = ("Progressing", "False", "Blocked", first_blocker.message)
@@ -60,6 +80,10 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
     if first_blocker is not None:
         message = "; ".join(b.message for b in blockers)
         degraded = ("Degraded", "True", first_blocker.reason, message)
+    elif report.breaker is not None:
+        degraded = ("Degraded", "True", "CircuitBreakerOpen", report.breaker)
+    elif attention:
+        degraded = ("Degraded", "True", ready[2], attention[0].message)
     elif failures:
         degraded = ("Degraded", "True", "MoveFailed", failures[-1])
     else:

@@ -132,7 +132,7 @@ def test_only_empty_up_enabled_unexcluded_hosts_leave_on_demand():
         host("theirs", status="disabled", reason="hardware check"),
         host("unknown", None),
         host("free"),
-        ours("resumed", OD, SPOT),  # disabled by our own intent, not in flight: ours to move
+        ours("resumed", OD, SPOT),  # disabled by a gpupool intent: a move under way, never planned again
     ]
     snapshot = cloud(
         {OD: ["busy", "down", "theirs", "unknown", "free", "resumed", "excluded", "ghost"], SPOT: []}, hosts
@@ -142,14 +142,15 @@ def test_only_empty_up_enabled_unexcluded_hosts_leave_on_demand():
         spec(pools={"spot": {"hosts": 8}}, policy={"maxConcurrentMoves": 50, "excludeHosts": ["excluded"]}),
         snapshot,
     )
-    assert [m.host for m in result.moves] == ["free", "resumed"]
-    assert result.pools.on_demand == OnDemandState((OD,), hosts=8, movable=2)
+    assert [m.host for m in result.moves] == ["free"]
+    assert result.pools.on_demand == OnDemandState((OD,), hosts=8, movable=1)
     (blocker,) = result.blockers
     assert blocker == Blocker(
         "spot",
         NOT_ENOUGH_MOVABLE_HOSTS,
-        "spot wants 8 hosts and can reach 2: no movable host left in L40-n3: 1 is excluded, 1 has no compute "
-        "service, 1 is down, 1 is disabled by someone else, 1 has an unknown instance count, 1 has instances",
+        "spot wants 8 hosts and can reach 1: no movable host left in L40-n3: 1 is excluded, 1 has no compute "
+        "service, 1 is down, 1 is disabled by someone else, 1 has an unknown instance count, 1 has instances, "
+        "1 is moving",
     )
 
 

@@ -1,0 +1,208 @@
+"""One gpupool process moves hosts on a cloud at a time: a lock kept in Nova itself.
+
+Two `gpupool reconcile` runs, or the CLI while the operator runs, would otherwise both act on the
+same hosts and both report the same moves as theirs. Nova has no compare-and-set, but it refuses
+to create a second aggregate with a name already taken (409, aggregate names are unique), so the
+lock is an empty aggregate named `gpupool-lock`: creating it acquires the lock, deleting it (by
+id, so a lock someone else has re-created since is never deleted by mistake) releases it. Its
+metadata says who holds it and until when; the holder renews that claim while it moves hosts.
+
+A holder that died is recognised when its claim runs out, or at once when it ran on this machine
+and its process is gone (a killed CLI run does not make the next one wait). The lock is read from
+the aggregate list every snapshot already fetches, so checking it costs nothing; taking it costs
+two requests (create, claim) and releasing it one, once per run or busy spell, not per move.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .cloud import Cloud, CloudError
+from .intent import LOCK_AGGREGATE
+from .inventory import Aggregate, Snapshot
+
+log = logging.getLogger(__name__)
+
+TTL_S = 60.0
+_KEY_ID = "gpupool.holder.id"
+_KEY_WHO = "gpupool.holder"
+_KEY_HOST = "gpupool.holder.host"
+_KEY_PID = "gpupool.holder.pid"
+_KEY_EXPIRES = "gpupool.expires"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a cloud's move lock, as its aggregate says."""
+
+    id: str | None
+    who: str
+    host: str | None
+    pid: int | None
+    expires: float | None  # epoch seconds; None: not claimed yet (or not readable)
+    since: float | None  # epoch seconds the lock was created, from Nova
+
+    def describe(self) -> str:
+        until = f", claim runs until {_stamp(self.expires)}" if self.expires else ""
+        return f"{self.who}{until}"
+
+
+def holder_of(aggregate: Aggregate) -> Holder:
+    metadata = aggregate.metadata
+    pid = metadata.get(_KEY_PID)
+    return Holder(
+        id=metadata.get(_KEY_ID),
+        who=metadata.get(_KEY_WHO) or "another gpupool process (no claim written yet)",
+        host=metadata.get(_KEY_HOST),
+        pid=int(pid) if pid and pid.isdigit() else None,
+        expires=_parse(metadata.get(_KEY_EXPIRES)),
+        since=_parse(aggregate.created_at),
+    )
+
+
+class MoveLock:
+    """This process's hold on one cloud's move lock."""
+
+    def __init__(
+        self,
+        cloud: Cloud,
+        who: str,
+        *,
+        ttl_s: float = TTL_S,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._cloud = cloud
+        self.who = who
+        self.id = uuid.uuid4().hex[:16]
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: Aggregate | None = None
+        self._renewing = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def acquire(self, snapshot: Snapshot) -> Holder | None:
+        """Take the lock if it is free (or its holder is dead). None when this process holds it now;
+        otherwise the live holder that keeps us waiting. The caller takes a fresh snapshot after a
+        new acquisition: what it saw before may be the previous holder's work in progress."""
+        with self._lock:
+            if self._held is not None:
+                return None
+            existing = snapshot.aggregates.get(LOCK_AGGREGATE)
+            if existing is not None:
+                holder = holder_of(existing)
+                if self._alive(holder):
+                    return holder
+                log.warning("taking over the move lock of %s: it is not alive any more", holder.describe())
+                if not self._cloud.delete_aggregate(existing):
+                    return holder  # someone else took it over first; look again later
+            created = self._cloud.create_aggregate(LOCK_AGGREGATE)
+            if created is None:
+                return Holder(
+                    None, "another gpupool process (it took the lock just now)", None, None, None, None
+                )
+            self._held = created
+            try:
+                self._cloud.set_aggregate_metadata(created, self._claim())
+                self._renewed_at = self._clock()
+            except CloudError:
+                self._release_locked()
+                raise
+            self._start_renewing()
+            return None
+
+    def release(self) -> None:
+        with self._lock:
+            self._release_locked()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _claim(self) -> dict[str, str | None]:
+        return {
+            _KEY_ID: self.id,
+            _KEY_WHO: self.who,
+            _KEY_HOST: socket.gethostname(),
+            _KEY_PID: str(os.getpid()),
+            _KEY_EXPIRES: _stamp(self._clock() + self._ttl_s),
+        }
+
+    def _alive(self, holder: Holder) -> bool:
+        now = self._clock()
+        expires = holder.expires
+        if expires is None and holder.since is not None:
+            expires = holder.since + self._ttl_s  # created, then killed before writing its claim
+        if expires is not None and now > expires:
+            return False
+        if holder.host == socket.gethostname() and holder.pid is not None:
+            if holder.pid == os.getpid():
+                return holder.id == self.id  # an earlier life of this process (a restarted container)
+            try:
+                os.kill(holder.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return True
+
+    def _start_renewing(self) -> None:
+        self._renewing.set()
+        self._renewer = threading.Thread(target=self._renew, name="movelock", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while self._renewing.is_set():
+            time.sleep(min(1.0, self._ttl_s / 30))
+            with self._lock:
+                held = self._held
+                due = held is not None and self._due()
+                if due and held is not None:
+                    try:
+                        self._cloud.set_aggregate_metadata(
+                            held, {_KEY_EXPIRES: _stamp(self._clock() + self._ttl_s)}
+                        )
+                        self._renewed_at = self._clock()
+                    except CloudError as exc:
+                        log.warning("could not renew the move lock (%s); trying again", exc)
+
+    _renewed_at = 0.0
+
+    def _due(self) -> bool:
+        return self._clock() - self._renewed_at >= self._ttl_s / 3
+
+    def _release_locked(self) -> None:
+        self._renewing.clear()
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            self._cloud.delete_aggregate(held)
+        except CloudError as exc:  # its claim runs out on its own
+            log.warning("could not release the move lock (%s); it expires in %.0f s", exc, self._ttl_s)
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # Nova's created_at is UTC without a zone
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
