@@ -9,7 +9,6 @@ The same cases run end to end against novasim in tests/sim/test_adversity.py.
 from __future__ import annotations
 
 import pytest
-from .fakecloud import FakeNova, always_failing, failing_once
 
 from gpupool.api import GpuHostPoolSpec, SpecError, parse_pool
 from gpupool.intent import MoveIntent, parse_reason
@@ -17,6 +16,8 @@ from gpupool.mover import Outcome
 from gpupool.planner import Neighbours
 from gpupool.reconciler import Reconciler
 from gpupool.status import build_status
+
+from .fakecloud import FakeNova, always_failing, failing_once
 
 
 def spec(**wire) -> GpuHostPoolSpec:
