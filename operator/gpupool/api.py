@@ -443,55 +443,112 @@ class SpecError(ValueError):
         super().__init__("\n".join(problems))
 
 
-def parse_pool(document: Any, where: str = "") -> GpuHostPool:
-    """One GpuHostPool from a parsed YAML/JSON document. Raises SpecError with every problem."""
-    prefix = f"{where}: " if where else ""
+def parse_pool(document: Any, where: str = "", node: yaml.Node | None = None) -> GpuHostPool:
+    """One GpuHostPool from a parsed YAML/JSON document. Raises SpecError with every problem.
+
+    `where` prefixes each problem; with the document's YAML `node`, each also names its line:
+    `pools.yaml:12: spec.pools.spot.hosts: must be >= 0 (got -1)`.
+    """
+
+    def at(loc: tuple[Any, ...], text: str, label: str = "") -> str:
+        if node is not None:
+            return f"{where}:{_line(node, loc)}: {text}" if where else f"line {_line(node, loc)}: {text}"
+        prefix = label or where
+        return f"{prefix}: {text}" if prefix else text
+
     if not isinstance(document, dict):
-        raise SpecError([f"{prefix}expected a GpuHostPool mapping, got {type(document).__name__}"])
+        raise SpecError([at((), f"expected a GpuHostPool mapping, got {type(document).__name__}")])
     problems = []
     if document.get("apiVersion") != API_VERSION:
-        problems.append(f"{prefix}apiVersion: must be {API_VERSION} (got {document.get('apiVersion')!r})")
+        problems.append(
+            at(("apiVersion",), f"apiVersion: must be {API_VERSION} (got {document.get('apiVersion')!r})")
+        )
     if document.get("kind") != KIND:
-        problems.append(f"{prefix}kind: must be {KIND} (got {document.get('kind')!r})")
+        problems.append(at(("kind",), f"kind: must be {KIND} (got {document.get('kind')!r})"))
     if problems:
         raise SpecError(problems)
     try:
         return GpuHostPool.model_validate(document)
     except ValidationError as error:
-        name = (
-            (document.get("metadata") or {}).get("name")
-            if isinstance(document.get("metadata"), dict)
-            else None
-        )
+        metadata = document.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
         label = f"{where} ({name})" if where and name else where or name or ""
-        raise SpecError(
-            [f"{label}: {line}" if label else line for line in format_errors(error, model=GpuHostPool)]
-        ) from None
+        raise SpecError([at(loc, text, label) for loc, text in _problems(error, model=GpuHostPool)]) from None
 
 
-def load_pools(text: str) -> list[GpuHostPool]:
-    """Every GpuHostPool in a YAML stream (`---`-separated documents; empty documents skipped)."""
+def load_pools(text: str, source: str = "") -> list[GpuHostPool]:
+    """Every GpuHostPool in a YAML stream (`---`-separated documents; empty documents skipped).
+
+    Problems name `source` (a file name) and the line: `pools.yaml:7: spec.gpuType: is required`.
+    """
+    where = source or "<input>"
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = _documents(text)
     except yaml.YAMLError as error:
-        raise SpecError([f"not valid YAML: {error}"]) from None
-    pools, problems = [], []
-    for index, document in enumerate(documents, start=1):
+        mark = getattr(error, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark is not None else "1"
+        what = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)
+        raise SpecError(
+            [f"{where}:{line}: not valid YAML: {what}{f' ({context})' if context else ''}"]
+        ) from None
+    documents = [(node, data) for node, data in documents if data is not None]
+    if not documents:
+        raise SpecError(
+            [f"{where}:1: no GpuHostPool in this file (it is empty); write one, see examples/pools/"]
+        )
+    pools, problems, lines = [], [], {}
+    for node, document in documents:
         try:
-            pools.append(parse_pool(document, where=f"document {index}" if len(documents) > 1 else ""))
+            pool = parse_pool(document, where=where, node=node)
+            pools.append(pool)
+            lines[id(pool)] = _line(node, ("metadata", "name"))
         except SpecError as error:
             problems.extend(error.problems)
-    names = [pool.name for pool in pools]
-    problems.extend(
-        f"metadata.name: {name!r} appears twice" for name in sorted({n for n in names if names.count(n) > 1})
-    )
+    seen: dict[str, GpuHostPool] = {}
+    for pool in pools:
+        if pool.name in seen:
+            problems.append(
+                f"{where}:{lines[id(pool)]}: metadata.name: {pool.name!r} appears twice in this file"
+            )
+        seen.setdefault(pool.name, pool)
     if problems:
         raise SpecError(problems)
     return pools
 
 
 def load_pools_file(path: str | Path) -> list[GpuHostPool]:
-    return load_pools(Path(path).read_text())
+    return load_pools(Path(path).read_text(), source=str(path))
+
+
+def _documents(text: str) -> list[tuple[yaml.Node, Any]]:
+    """(node, data) for each document: the nodes know the lines the data came from."""
+    loader = yaml.SafeLoader(text)
+    try:
+        found = []
+        while loader.check_node():
+            node = loader.get_node()
+            found.append((node, loader.construct_document(node)))
+        return found
+    finally:
+        loader.dispose()
+
+
+def _line(node: yaml.Node, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the deepest part of `loc` the document has (a missing key: its parent)."""
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                return line
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
 
 
 # ----------------------------------------------------------------------------- error messages
@@ -502,14 +559,22 @@ def format_errors(error: ValidationError, root: str = "", model: type[BaseModel]
 
     With the validated `model`, an unknown key also gets a "did you mean" from the known ones.
     """
+    return [text for _, text in _problems(error, root, model)]
+
+
+def _problems(
+    error: ValidationError, root: str = "", model: type[BaseModel] | None = None
+) -> list[tuple[tuple[Any, ...], str]]:
+    """(where in the document, one readable line) per problem."""
     lines = []
     for detail in error.errors(include_url=False):
-        path = _path(detail["loc"], root)
+        loc = tuple(detail["loc"])
+        path = _path(loc, root)
         text = _message(detail)
         if detail["type"] == "extra_forbidden" and model is not None:
-            text += _did_you_mean(model, detail["loc"])
+            text += _did_you_mean(model, loc)
         # A cross-field check reports several problems at once, one per line.
-        lines.extend(f"{path}: {line}" if path else line for line in text.splitlines())
+        lines.extend((loc, f"{path}: {line}" if path else line) for line in text.splitlines())
     return lines
 
 

@@ -177,15 +177,18 @@ def _load_pools(path: str):
     pools, problems = [], []
     for file in files:
         try:
-            pools.extend(load_pools(file.read_text()))
+            pools.extend(load_pools(file.read_text(), source=str(file)))
         except SpecError as exc:
-            problems.extend(f"{file}: {line}" for line in exc.problems)
+            problems.extend(exc.problems)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{file}: cannot read it: {exc}")
     names = [p.name for p in pools]
     problems.extend(
-        f"GpuHostPool {n!r} is defined twice" for n in sorted({n for n in names if names.count(n) > 1})
+        f"{path}: GpuHostPool {n!r} is defined twice"
+        for n in sorted({n for n in names if names.count(n) > 1})
     )
     if problems:
-        raise UserError("invalid GpuHostPool spec:\n  " + "\n  ".join(problems))
+        raise UserError("\n".join(problems))
     return pools
 
 
@@ -446,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (UserError, CloudError) as exc:
-        print(f"gpupool {args.command}: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:
+            print(f"gpupool {args.command}: error: {line}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"gpupool {args.command}: interrupted; moves in flight resume on the next run", file=sys.stderr)

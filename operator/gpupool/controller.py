@@ -18,13 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .api import GpuHostPoolSpec, SpecError, load_pools
+from .api import GpuHostPoolSpec, SpecError, parse_pool
 from .cloud import Cloud, CloudError
-from .conflicts import find_conflicts
+from .conflicts import find_conflicts, neighbours_of
+from .inventory import Snapshot
 from .kube import Kube
+from .movelock import MoveLock
 from .mover import Outcome
+from .planner import Neighbours
 from .publisher import StatusPublisher
-from .reconciler import Reconciler
+from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +56,16 @@ class PoolView:
     def status(self) -> dict:
         return self.body.get("status") or {}
 
+    def effective_spec(self) -> GpuHostPoolSpec:
+        assert self.spec is not None
+        return returning_spec(self.spec) if self.deleting else self.spec
+
 
 def parse(body: dict) -> PoolView:
-    import yaml
-
-    text = yaml.safe_dump({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")})
+    document = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")}
+    document["metadata"] = {"name": (body.get("metadata") or {}).get("name")}
     try:
-        (pool,) = load_pools(text)
-        return PoolView(body, spec=pool.spec)
+        return PoolView(body, spec=parse_pool(document).spec)
     except SpecError as exc:
         return PoolView(body, error="; ".join(exc.problems))
 
@@ -90,10 +95,12 @@ class Controller:
     leadership: Leadership
     interval_s: float = 60.0
     cloud_factory: Callable[[str], Cloud] = Cloud
+    identity: str = "gpupool operator"
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     _changed: set[str] = field(default_factory=set)
     _clouds: dict[str, Cloud] = field(default_factory=dict)
+    _locks: dict[str, MoveLock] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- called from kopf handlers ----------------------------------------------------------
@@ -110,22 +117,25 @@ class Controller:
     def run(self) -> None:
         while not self.stop.is_set():
             if not self.leadership.leading.is_set():
+                self._release_locks()  # a standby moves nothing: let others (the CLI) move meanwhile
                 self.wake.wait(1.0)
                 continue
             self.wake.clear()
             try:
-                busy = self.round()
-                pause = 0.0 if busy else self.interval_s
+                pause = self.round()
             except Exception:  # a round must never kill the loop; the next one starts afresh
                 log.exception("reconcile round failed; retrying in a few seconds")
                 pause = min(self.interval_s, 5.0)
             if pause:
                 self.wake.wait(pause)
+        self._release_locks()
         for cloud in self._clouds.values():
             cloud.close()
 
-    def round(self) -> bool:
-        """One round over every GpuHostPool. True when hosts moved or a pass was cut short."""
+    def round(self) -> float:
+        """One round over every GpuHostPool; returns how long to wait before the next one:
+        0 after progress (or a pass cut short), a few seconds while another process holds a
+        cloud's move lock, else the drift-check interval."""
         with self._lock:
             self._changed.clear()
         views = [parse(body) for body in self.kube.list_pools()]
@@ -143,26 +153,73 @@ class Controller:
             if view.name in conflicts:
                 StatusPublisher(self.kube, view.body).conflict(conflicts[view.name])
             else:
-                by_cloud.setdefault(view.spec.cloud, []).append(view)
-        busy = False
+                by_cloud.setdefault(view.effective_spec().cloud, []).append(view)
+        # A cloud whose last resource went away is visited once more: half-done moves of a resource
+        # deleted mid-move are rolled back, and its move lock released.
+        for name in list(self._clouds):
+            by_cloud.setdefault(name, [])
+        pauses = [self.interval_s]
         for cloud_name, group in sorted(by_cloud.items()):
-            busy |= self._round_on_cloud(cloud_name, group)
-        return busy
+            pauses.append(self._round_on_cloud(cloud_name, group))
+        return min(pauses)
 
-    def _round_on_cloud(self, cloud_name: str, group: list[PoolView]) -> bool:
+    def _round_on_cloud(self, cloud_name: str, group: list[PoolView]) -> float:
         try:
             cloud = self._cloud(cloud_name)
             snapshot = cloud.snapshot()
         except CloudError as exc:
             for view in group:
                 StatusPublisher(self.kube, view.body).cloud_error(str(exc))
-            return False
+            return self.interval_s
+        specs = {v.name: v.effective_spec() for v in group}
+        entries = [(name, spec) for name, spec in specs.items()]
+        neighbours = {name: neighbours_of(name, entries) for name in specs}
+        managed = set().union(*(managed_aggregates(spec) for spec in specs.values()))
+        orphans = orphan_moves(snapshot, managed)
+        working = [v for v in group if has_work(specs[v.name], snapshot, neighbours[v.name])]
+        lock = self._move_lock(cloud_name, cloud)
+        waiting = False
+        if (working or orphans) and not lock.held:
+            try:
+                holder = lock.acquire(snapshot)
+            except CloudError as exc:
+                for view in group:
+                    StatusPublisher(self.kube, view.body).cloud_error(f"could not take the move lock: {exc}")
+                return self.interval_s
+            if holder is None:
+                snapshot = cloud.snapshot()  # what we saw may be the previous holder's work in progress
+                orphans = orphan_moves(snapshot, managed)
+            else:
+                waiting = True
+                message = (
+                    f"another gpupool process is moving hosts on cloud {cloud_name!r}: {holder.describe()}"
+                )
+                for view in working:
+                    StatusPublisher(self.kube, view.body).waiting(message)
+                group = [v for v in group if v not in working]
+                orphans = []
+        if orphans:
+            roll_back_orphans(cloud, snapshot, orphans)
+            snapshot = cloud.snapshot()
+        if not group:
+            if not waiting:
+                lock.release()
+                if not specs:
+                    self._forget(cloud_name)
+            return 5.0 if waiting else self.interval_s
         with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"pass-{cloud_name}") as pool:
-            results = list(pool.map(lambda v: self._pass(cloud, snapshot, v), group))
-        return any(results)
+            busy = list(
+                pool.map(lambda v: self._pass(cloud, snapshot, v, specs[v.name], neighbours[v.name]), group)
+            )
+        if not any(busy) and not waiting:
+            lock.release()
+        return 0.0 if any(busy) else (5.0 if waiting else self.interval_s)
 
-    def _pass(self, cloud: Cloud, snapshot, view: PoolView) -> bool:
-        spec = returning_spec(view.spec) if view.deleting else view.spec
+    def _pass(
+        self, cloud: Cloud, snapshot: Snapshot, view: PoolView, spec: GpuHostPoolSpec, neighbours: Neighbours
+    ) -> bool:
+        """One resource's pass; True when another round should follow at once. Whatever goes wrong
+        stays with this resource: the others' passes in the round run on."""
         publisher = StatusPublisher(self.kube, view.body)
 
         def should_stop() -> bool:
@@ -173,10 +230,18 @@ class Controller:
         started = time.monotonic()
         try:
             report = Reconciler(cloud).reconcile(
-                spec, on_report=publisher.update, snapshot=snapshot, should_stop=should_stop
+                spec,
+                on_report=publisher.update,
+                snapshot=snapshot,
+                should_stop=should_stop,
+                neighbours=neighbours,
             )
         except CloudError as exc:
             publisher.cloud_error(str(exc))
+            return False
+        except Exception as exc:  # a bug must not cut the round short for the other resources
+            log.exception("%s: pass failed", view.name)
+            publisher.failed(f"the pass failed unexpectedly ({type(exc).__name__}); see the operator's log")
             return False
         publisher.final(report, returned=report.converged if view.deleting else None)
         log.info(
@@ -187,10 +252,27 @@ class Controller:
             "converged" if report.converged else "not converged",
         )
         # Another round at once after progress; after nothing but failures, wait for the timer.
-        return any(r.outcome is Outcome.MOVED for r in report.results) or should_stop()
+        progressed = any(r.outcome in (Outcome.MOVED, Outcome.ROLLED_BACK) for r in report.results)
+        return (progressed and report.breaker is None) or should_stop()
 
     def _cloud(self, name: str) -> Cloud:
         cloud = self._clouds.get(name)
         if cloud is None:
             cloud = self._clouds[name] = self.cloud_factory(name)
         return cloud
+
+    def _move_lock(self, name: str, cloud: Cloud) -> MoveLock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = MoveLock(cloud, self.identity)
+        return lock
+
+    def _forget(self, name: str) -> None:
+        self._locks.pop(name, None)
+        cloud = self._clouds.pop(name, None)
+        if cloud is not None:
+            cloud.close()
+
+    def _release_locks(self) -> None:
+        for lock in self._locks.values():
+            lock.release()

@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         leadership = StandaloneLeadership()
     else:
         leadership = PeeringLeadership(kube, args.peering, priority, args.peering_lifetime)
-    _controller = Controller(kube, leadership, interval_s=args.interval)
+    _controller = Controller(
+        kube, leadership, interval_s=args.interval, identity=f"gpupool operator {kube.identity}"
+    )
     stop = _controller.stop
     shutdown = threading.Event()
     kopf_stop = threading.Event()

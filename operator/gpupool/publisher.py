@@ -82,19 +82,24 @@ class StatusPublisher:
     def cloud_error(self, message: str) -> None:
         self._verdict("CloudError", message)
 
-    def _verdict(self, reason: str, message: str) -> None:
+    def failed(self, message: str) -> None:
+        self._verdict("InternalError", message)
+
+    def waiting(self, message: str) -> None:
+        """Another gpupool process holds the cloud's move lock: nothing moves here meanwhile."""
+        self._verdict("OtherProcessMoving", message, degraded=False)
+
+    def _verdict(self, reason: str, message: str, *, degraded: bool = True) -> None:
         """Nothing moves: Ready False, Degraded True with the reason; an Event when it is news."""
         with self._lock:
-            before = next(
-                (c for c in self.previous.get("conditions") or () if c.get("type") == "Degraded"), {}
-            )
+            before = next((c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {})
             stamp = timestamp(time.time())
             conditions = merge_conditions(
                 self.previous.get("conditions"),
                 [
                     ("Ready", "False", reason, message),
                     ("Progressing", "False", reason, "nothing moves until this is fixed"),
-                    ("Degraded", "True", reason, message),
+                    ("Degraded", "True" if degraded else "False", reason, message),
                 ],
                 stamp,
             )
@@ -104,7 +109,7 @@ class StatusPublisher:
             status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
             self._publish(status)
             if (before.get("reason"), before.get("message")) != (reason, message):
-                self.kube.event(self.body, "Warning", reason, message)
+                self.kube.event(self.body, "Warning" if degraded else "Normal", reason, message)
 
     # -- helpers ------------------------------------------------------------------------------
 

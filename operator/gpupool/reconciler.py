@@ -118,6 +118,28 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     return moves
 
 
+def orphan_moves(snapshot: Snapshot, managed: set[str]) -> list[Move]:
+    """Half-done moves no GpuHostPool manages any more (deleted with deletionPolicy Retain mid-move,
+    say): gpupool intents whose source and target are both outside `managed`."""
+    moves = []
+    for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
+        intent = parse_reason(host.name, host.disabled_reason) if not host.is_enabled else None
+        if intent and intent.source not in managed and intent.target not in managed:
+            moves.append(Move(host=host.name, source=intent.source, target=intent.target, pool="-"))
+    return moves
+
+
+def roll_back_orphans(cloud: Cloud, snapshot: Snapshot, moves: list[Move]) -> list[MoveResult]:
+    """Put the hosts of orphaned moves back where they came from, one at a time (this is rare)."""
+    mover = Mover(cloud)
+    results = []
+    for move in moves:
+        result = mover.roll_back(move, snapshot, "belongs to no GpuHostPool any more")
+        log.warning("orphaned move of %s: %s: %s", move.host, result.outcome, result.message)
+        results.append(result)
+    return results
+
+
 def has_work(spec: GpuHostPoolSpec, snapshot: Snapshot, neighbours: Neighbours | None = None) -> bool:
     """Whether a pass on this snapshot would change anything in Nova (and so needs the move lock)."""
     resumed = recover_in_flight(spec, snapshot)
