@@ -184,28 +184,28 @@ class Placement:
     def __init__(self, state: CloudState):
         self.state = state
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.route("*", PREFIX, self.dispatch), web.route("*", PREFIX + "/{tail:.*}", self.dispatch)]
+    # -- routing, as placement.handler.make_map: a known path with another method is a 405 ----
 
-    # -- routing, as placement.handler.make_map ---------------------------------------------
-
-    _ROUTES: list[tuple[re.Pattern, str]] = [
-        (re.compile(r"^/?$"), "root"),
-        (re.compile(r"^/resource_providers$"), "list_providers"),
-        (re.compile(r"^/resource_providers/(?P<uuid>[^/]+)$"), "show_provider"),
-        (re.compile(r"^/resource_providers/(?P<uuid>[^/]+)/inventories$"), "inventories"),
-        (re.compile(r"^/resource_providers/(?P<uuid>[^/]+)/usages$"), "usages"),
-        (re.compile(r"^/resource_providers/(?P<uuid>[^/]+)/aggregates$"), "aggregates"),
-        (re.compile(r"^/resource_providers/(?P<uuid>[^/]+)/allocations$"), "provider_allocations"),
-        (re.compile(r"^/allocations/(?P<consumer>[^/]+)$"), "consumer_allocations"),
+    _ROUTES: list[tuple[str, str]] = [
+        ("", "root"),
+        ("/", "root"),
+        ("/resource_providers", "list_providers"),
+        ("/resource_providers/{uuid}", "show_provider"),
+        ("/resource_providers/{uuid}/inventories", "inventories"),
+        ("/resource_providers/{uuid}/usages", "usages"),
+        ("/resource_providers/{uuid}/aggregates", "aggregates"),
+        ("/resource_providers/{uuid}/allocations", "provider_allocations"),
+        ("/allocations/{consumer}", "consumer_allocations"),
     ]
 
-    async def dispatch(self, request: web.Request) -> web.Response:
-        path = request.path.removeprefix(PREFIX)
-        for pattern, name in self._ROUTES:
-            m = pattern.match(path)
-            if m is None:
-                continue
+    def routes(self) -> list[web.RouteDef]:
+        """One aiohttp route per Placement path (so /_sim faults and stats name them), then a
+        catch-all for the paths Placement does not have."""
+        known = [web.route("*", PREFIX + path, self._handler(name)) for path, name in self._ROUTES]
+        return known + [web.route("*", PREFIX + "/{tail:.*}", self.not_found)]
+
+    def _handler(self, name: str):
+        async def handle(request: web.Request) -> web.Response:
             if request.method != "GET":
                 raise PlacementError(
                     405,
@@ -218,7 +218,11 @@ class Placement:
                     text="406 Not Acceptable\n\nThe resource could not be generated that was acceptable to "
                     "your browser (content of type text/plain. \n\n Only application/json is provided",
                 )
-            return getattr(self, name)(request, **m.groupdict())
+            return getattr(self, name)(request, **request.match_info)
+
+        return handle
+
+    async def not_found(self, request: web.Request) -> web.Response:
         raise PlacementError(404, "", vary=False)
 
     def _ok(self, request: web.Request, body: Any, *, modified: bool = True) -> web.Response:
