@@ -327,3 +327,74 @@ def test_placement_versions_and_auth(cloud, observe):
         }
     }
     assert headers["WWW-Authenticate"].startswith("Keystone uri=")
+
+
+def test_provider_list_filters(cloud, observe):
+    d = cloud.deploy(FLEET)
+    ids = d.hypervisor_ids(HOSTS)
+    by_id = {v: k for k, v in ids.items()}
+    aggs = {
+        d.logical(a.name): a.uuid
+        for a in d.conn.compute.aggregates()
+        if d.logical(a.name) in ("L40-n3", "L40-n3-spot")
+    }
+
+    def names(query: str, version: str = "1.39"):
+        code, body, _ = d.placement("GET", f"/resource_providers?{query}", version)
+        if code != 200:
+            (error,) = body["errors"]
+            return code, error["detail"].split("\n\n ", 1)[1]
+        return code, sorted(by_id[p["uuid"]] for p in body["resource_providers"] if p["uuid"] in by_id)
+
+    found = {
+        "uuid": names(f"uuid={ids['gpu-l40-002']}"),
+        "in_tree": names(f"in_tree={ids['gpu-l40-002']}"),
+        "member_of": names(f"member_of={aggs['L40-n3-spot']}"),
+        "member_of in:": names(f"member_of=in:{aggs['L40-n3-spot']},{aggs['L40-n3']}"),
+        "member_of twice (and)": names(f"member_of={aggs['L40-n3']}&member_of={aggs['L40-n3-spot']}"),
+        "member_of forbidden": names(f"member_of={aggs['L40-n3']}&member_of=!{aggs['L40-n3-spot']}"),
+        "resources fit 100 VCPU": names("resources=VCPU:100,MEMORY_MB:1024"),
+        "member_of twice at 1.23": names(
+            f"member_of={aggs['L40-n3']}&member_of={aggs['L40-n3-spot']}", "1.23"
+        ),
+        "member_of forbidden at 1.31": names(f"member_of=!{aggs['L40-n3-spot']}", "1.31"),
+        "member_of not a uuid": names("member_of=abc"),
+        "resources badly formed": names("resources=VCPU"),
+        "resources unknown class": names("resources=FOO:1"),
+    }
+    observe("filters", found)
+    assert found == {
+        "uuid": (200, ["gpu-l40-002"]),
+        "in_tree": (200, ["gpu-l40-002"]),
+        "member_of": (200, ["gpu-l40-003"]),
+        "member_of in:": (200, HOSTS),
+        "member_of twice (and)": (200, ["gpu-l40-003"]),
+        "member_of forbidden": (200, ["gpu-l40-001", "gpu-l40-002"]),
+        "resources fit 100 VCPU": (200, ["gpu-l40-002", "gpu-l40-003"]),  # 001 has 32 of 128 used
+        "member_of twice at 1.23": (400, "Multiple member_of parameters are not supported  "),
+        "member_of forbidden at 1.31": (
+            400,
+            "Forbidden member_of parameters are not supported in the specified microversion  ",
+        ),
+        "member_of not a uuid": (
+            400,
+            "Invalid query string parameters: Expected 'member_of' parameter to contain valid UUID(s). Got: abc  ",
+        ),
+        "resources badly formed": (
+            400,
+            "Badly formed resources parameter. Expected resources query string parameter in form: "
+            "?resources=VCPU:2,MEMORY_MB:1024. Got: VCPU.  ",
+        ),
+        "resources unknown class": (
+            400,
+            "Invalid resource class in resources parameter: No such resource class FOO.  ",
+        ),
+    }
+    # the query schema of 1.39: unknown keys and malformed uuids
+    code, text = names("foo=1")
+    assert code == 400 and text.startswith(
+        "Invalid query string parameters: Additional properties are not allowed ('foo' was unexpected)"
+    )
+    code, text = names("uuid=bad")
+    assert code == 400 and text.startswith("Invalid query string parameters: 'bad' is not a 'uuid'")
+    observe("schema-texts", [names("foo=1", "1.2"), names("in_tree=zz")])
