@@ -142,6 +142,10 @@ class Control:
             web.post("/_sim/hosts/{host}/instances", self.start_instance),
             web.delete("/_sim/hosts/{host}/instances", self.delete_instances),
             web.post("/_sim/hosts/{host}/service", self.set_service),
+            web.post("/_sim/hosts/{host}/builds", self.schedule_build),
+            web.post("/_sim/builds/{instance}/claim", self.claim_build),
+            web.post("/_sim/migrations", self.start_migration),
+            web.post("/_sim/migrations/{migration}/finish", self.finish_migration),
             web.post("/_sim/move", self.move_host),
             web.post("/_sim/holds", self.add_hold),
             web.get("/_sim/holds", self.list_holds),
@@ -220,6 +224,8 @@ class Control:
         host = request.match_info["host"]
         body = await _body(request)
         count = int(body.get("count", 1))
+        if host not in self.state.computes:
+            return _problem(f"no host {host}", 404)
         started = []
         for n in range(count):
             name = body.get("name") or f"{host}-oob-{len(self.state.instances_by_host.get(host, {})) + n + 1}"
@@ -251,6 +257,51 @@ class Control:
             svc.disabled_reason = body["disabled_reason"]
         self.state.version += 1
         return web.json_response({"host": host, "state": svc.state, "disabled": svc.disabled})
+
+    async def schedule_build(self, request: web.Request) -> web.Response:
+        host = request.match_info["host"]
+        body = await _body(request)
+        if host not in self.state.computes:
+            return _problem(f"no host {host}", 404)
+        scheduled = []
+        for n in range(int(body.get("count", 1))):
+            name = body.get("name") or f"{host}-build-{len(self.state.instances) + n + 1}"
+            inst = self.state.schedule_build(host, name, body.get("flavor", "gpu.standard"))
+            scheduled.append(inst.id)
+        return web.json_response({"instance": scheduled[0], "instances": scheduled}, status=201)
+
+    async def claim_build(self, request: web.Request) -> web.Response:
+        try:
+            inst = self.state.claim_build(request.match_info["instance"])
+        except NovaError as exc:
+            return _problem(exc.message, exc.status)
+        return web.json_response({"instance": inst.id, "host": inst.host, "status": inst.status})
+
+    async def start_migration(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body.get("instance"), str) or not isinstance(body.get("dest"), str):
+            return _problem("give the instance (uuid) and dest (host)")
+        try:
+            migration = self.state.start_migration(body["instance"], body["dest"])
+        except NovaError as exc:
+            return _problem(exc.message, exc.status)
+        return web.json_response(
+            {
+                "migration": migration.uuid,
+                "id": migration.id,
+                "source": migration.source_compute,
+                "dest": migration.dest_compute,
+                "status": migration.status,
+            },
+            status=201,
+        )
+
+    async def finish_migration(self, request: web.Request) -> web.Response:
+        try:
+            migration = self.state.finish_migration(request.match_info["migration"])
+        except NovaError as exc:
+            return _problem(exc.message, exc.status)
+        return web.json_response({"migration": migration.uuid, "status": migration.status})
 
     async def move_host(self, request: web.Request) -> web.Response:
         body = await _body(request)

@@ -176,6 +176,12 @@ class Keystone:
                 "name": "nova",
                 "endpoints": endpoints(f"{self.base_url}/compute/v2.1"),
             },
+            {
+                "id": uuid.uuid5(uuid.NAMESPACE_DNS, "placement").hex,
+                "type": "placement",
+                "name": "placement",
+                "endpoints": endpoints(f"{self.base_url}/placement"),
+            },
         ]
 
 

@@ -14,7 +14,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from .state import CloudState, NovaError
+from .state import (
+    FLAVOR_DISK_GB,
+    FLAVOR_RAM_MB,
+    FLAVOR_VCPUS,
+    LIVE_MIGRATION_IN_PROGRESS,
+    RESERVED_HOST_MEMORY_MB,
+    CloudState,
+    NovaError,
+)
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 104)  # nova 34.0.0
@@ -99,6 +107,8 @@ class Nova:
             web.put(p + "/os-services/{service_id}", self.update_service),
             web.get(p + "/os-hypervisors", self.list_hypervisors),
             web.get(p + "/os-hypervisors/detail", self.list_hypervisors_detail),
+            web.get(p + "/os-hypervisors/{hypervisor_id}", self.show_hypervisor),
+            web.get(p + "/os-migrations", self.list_migrations),
             web.get(p + "/servers", self.list_servers),
             web.get(p + "/servers/detail", self.list_servers_detail),
             web.get(p + "/servers/{server_id}", self.show_server),
@@ -327,7 +337,7 @@ class Nova:
 
     # -- hypervisors --------------------------------------------------------------------------
 
-    def _hypervisor(self, host: str, version, detail: bool) -> dict:
+    def _hypervisor(self, host: str, version, detail: bool, with_servers: bool = False) -> dict:
         node = self.state.nodes[host]
         svc = self.state.computes[host]
         up = self.state.service_is_up(svc)
@@ -337,24 +347,25 @@ class Nova:
             "state": "up" if up else "down",
             "status": "disabled" if svc.disabled else "enabled",
         }
-        if not detail:
-            return body
-        body.update(
-            {
-                "host_ip": f"10.{(node.id >> 16) & 255}.{(node.id >> 8) & 255}.{node.id & 255}",
-                "hypervisor_type": "QEMU",
-                "hypervisor_version": 8002002,
-                "service": {
-                    "host": host,
-                    "id": svc.uuid if version >= (2, 53) else svc.id,
-                    "disabled_reason": svc.disabled_reason,
-                },
-            }
-        )
-        if version < (2, 88):
+        if detail:
+            body.update(
+                {
+                    "host_ip": f"10.{(node.id >> 16) & 255}.{(node.id >> 8) & 255}.{node.id & 255}",
+                    "hypervisor_type": "QEMU",
+                    "hypervisor_version": 8002002,
+                    "service": {
+                        "host": host,
+                        "id": svc.uuid if version >= (2, 53) else svc.id,
+                        "disabled_reason": svc.disabled_reason,
+                    },
+                }
+            )
+        if detail and version < (2, 88):
+            # the resource tracker's counts: instances whose host is this one
             running = len(self.state.instances_by_host[host])
-            used_vcpus = min(node.vcpus, 16 * running)
-            used_ram = min(node.memory_mb, 131_072 * running + 4096)
+            used_vcpus = min(node.vcpus, FLAVOR_VCPUS * running)
+            used_ram = min(node.memory_mb, FLAVOR_RAM_MB * running + RESERVED_HOST_MEMORY_MB)
+            used_disk = min(node.local_gb, FLAVOR_DISK_GB * running)
             body.update(
                 {
                     "vcpus": node.vcpus,
@@ -362,19 +373,26 @@ class Nova:
                     "local_gb": node.local_gb,
                     "vcpus_used": used_vcpus,
                     "memory_mb_used": used_ram,
-                    "local_gb_used": 100 * running,
+                    "local_gb_used": used_disk,
                     "free_ram_mb": node.memory_mb - used_ram,
-                    "free_disk_gb": node.local_gb - 100 * running,
+                    "free_disk_gb": node.local_gb - used_disk,
                     "current_workload": 0,
                     "running_vms": running,
-                    "disk_available_least": node.local_gb - 100 * running,
+                    "disk_available_least": node.local_gb - used_disk,
                     "cpu_info": {"arch": "x86_64", "model": "EPYC-Genoa", "vendor": "AMD"}
                     if version >= (2, 28)
                     else '{"arch": "x86_64", "model": "EPYC-Genoa", "vendor": "AMD"}',
                 }
             )
-        else:
+        elif detail:
             body["uptime"] = self._uptime() if up else None
+        if with_servers:
+            # Nova: the servers whose host is this one; the key only when there are some,
+            # from 2.75 always ([] for none)
+            on_host = sorted(self.state.instances_by_host[host].values(), key=lambda i: i.db_id)
+            servers = [{"name": i.instance_name, "uuid": i.id} for i in on_host]
+            if servers or version >= (2, 75):
+                body["servers"] = servers
         return body
 
     def _uptime(self) -> str:
@@ -389,13 +407,27 @@ class Nova:
 
     def _hypervisors(self, request: web.Request, detail: bool) -> web.Response:
         version = request["microversion"]
+        q = request.query
+        with_servers, pattern = False, None
+        if version >= (2, 53):
+            _query_schema(q, {"limit", "marker", "hypervisor_hostname_pattern", "with_servers"})
+            with_servers = _query_bool(q, "with_servers")
+            pattern = q.get("hypervisor_hostname_pattern")
+        if version >= (2, 33) and "limit" in q:
+            _query_limit(q)
         hosts = list(self.state.nodes)
-        pattern = request.query.get("hypervisor_hostname_pattern")
         if pattern is not None:
+            if "limit" in q or q.get("marker"):
+                # Nova passes its message as the detail, so the generic explanation is shown
+                raise NovaError(
+                    400,
+                    "The server could not comply with the request since it is either malformed or "
+                    "otherwise incorrect.",
+                )
             hosts = [h for h in hosts if pattern in h]
             if not hosts:
-                raise NovaError(404, f"Hypervisor with hostname pattern {pattern} could not be found.")
-        limit, marker = _paging(request) if version >= (2, 33) else (None, None)
+                raise NovaError(404, f"No hypervisor matching '{pattern}' could be found.")
+        limit, marker = _paging(request) if version >= (2, 33) and pattern is None else (None, None)
         if marker is not None:
             ids = [
                 str(self.state.nodes[h].uuid if version >= (2, 53) else self.state.nodes[h].id) for h in hosts
@@ -404,11 +436,130 @@ class Nova:
                 raise NovaError(400, f"marker [{marker}] not found")
             hosts = hosts[ids.index(marker) + 1 :]
         page = hosts[:limit] if limit is not None else hosts
-        body: dict[str, Any] = {"hypervisors": [self._hypervisor(h, version, detail) for h in page]}
+        body: dict[str, Any] = {
+            "hypervisors": [self._hypervisor(h, version, detail, with_servers) for h in page]
+        }
         if limit is not None and len(page) == limit and page:
             path = request.path
             query = {**request.query, "marker": str(body["hypervisors"][-1]["id"])}
             body["hypervisors_links"] = [{"rel": "next", "href": f"{self.base_url}{path}?{urlencode(query)}"}]
+        return web.json_response(body)
+
+    async def show_hypervisor(self, request: web.Request) -> web.Response:
+        version = request["microversion"]
+        hypervisor_id = request.match_info["hypervisor_id"]
+        with_servers = False
+        if version >= (2, 53):
+            _query_schema(request.query, {"with_servers"})
+            with_servers = _query_bool(request.query, "with_servers")
+            if not _UUID.match(hypervisor_id):
+                raise NovaError(400, f"Invalid uuid {hypervisor_id}")
+            node = self.state.nodes_by_uuid.get(hypervisor_id)
+        else:
+            node = None
+            if re.fullmatch(r"-?\d+", hypervisor_id.strip()):
+                node = next((n for n in self.state.nodes.values() if n.id == int(hypervisor_id)), None)
+        if node is None:
+            raise NovaError(404, f"Hypervisor with ID '{hypervisor_id}' could not be found.")
+        return web.json_response(
+            {"hypervisor": self._hypervisor(node.host, version, detail=True, with_servers=with_servers)}
+        )
+
+    # -- migrations ---------------------------------------------------------------------------
+
+    def _migration(self, m, version) -> dict:
+        body: dict[str, Any] = {"id": m.id}
+        if version >= (2, 59):
+            body["uuid"] = m.uuid
+        body.update(
+            {
+                "source_compute": m.source_compute,
+                "dest_compute": m.dest_compute,
+                "source_node": m.source_compute,
+                "dest_node": m.dest_compute,
+                "dest_host": None,  # a live migration never sets it
+                "old_instance_type_id": m.flavor_id,
+                "new_instance_type_id": m.flavor_id,
+                "instance_uuid": m.instance_uuid,
+                "status": m.status,
+            }
+        )
+        if version >= (2, 23):
+            body["migration_type"] = m.migration_type
+        if version >= (2, 80):
+            body["user_id"] = m.user_id
+            body["project_id"] = m.project_id
+        body["created_at"] = m.created_at
+        body["updated_at"] = m.updated_at
+        if (
+            version >= (2, 23)
+            and m.migration_type == "live-migration"
+            and m.status in LIVE_MIGRATION_IN_PROGRESS
+        ):
+            link = f"{self.base_url}{PREFIX}/servers/{m.instance_uuid}/migrations/{m.id}"
+            body["links"] = [
+                {"rel": "self", "href": link},
+                {"rel": "bookmark", "href": link.replace("/v2.1", "")},
+            ]
+        return body
+
+    async def list_migrations(self, request: web.Request) -> web.Response:
+        version = request["microversion"]
+        q = request.query
+        allowed = {"hidden", "host", "instance_uuid", "source_compute", "status", "migration_type"}
+        if version >= (2, 59):
+            allowed |= {"limit", "marker", "changes-since"}
+            if version >= (2, 66):
+                allowed.add("changes-before")
+            if version >= (2, 80):
+                allowed |= {"user_id", "project_id"}
+            _query_schema(q, allowed)
+            if "limit" in q:
+                _query_limit(q)
+        since = _query_time(q, "changes-since") if version >= (2, 59) else None
+        before = _query_time(q, "changes-before") if version >= (2, 66) else None
+        if since and before and before < since:
+            raise NovaError(400, "The value of changes-since must be less than or equal to changes-before.")
+        migrations = list(self.state.migrations.values())
+        if "status" in q:
+            migrations = [m for m in migrations if m.status == q.getall("status")[-1]]
+        if "host" in q:
+            host = q.getall("host")[-1]
+            migrations = [m for m in migrations if host in (m.source_compute, m.dest_compute)]
+        elif "source_compute" in q:
+            migrations = [m for m in migrations if m.source_compute == q.getall("source_compute")[-1]]
+        for key, attr in (
+            ("migration_type", "migration_type"),
+            ("instance_uuid", "instance_uuid"),
+            *((("user_id", "user_id"), ("project_id", "project_id")) if version >= (2, 80) else ()),
+        ):
+            if key in q:
+                migrations = [m for m in migrations if getattr(m, attr) == q.getall(key)[-1]]
+        if since is not None:
+            migrations = [m for m in migrations if m.updated_at and _parse_time(m.updated_at) >= since]
+        if before is not None:
+            migrations = [m for m in migrations if m.updated_at and _parse_time(m.updated_at) <= before]
+        body: dict[str, Any] = {}
+        if version >= (2, 59):
+            # newest first (created_at, id descending), paged by uuid
+            migrations.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+            marker = q.get("marker")
+            if marker is not None:
+                found = next((m for m in self.state.migrations.values() if m.uuid == marker), None)
+                if found is None:
+                    raise NovaError(400, f"Marker {marker} could not be found.")
+                migrations = [m for m in migrations if (m.created_at, m.id) < (found.created_at, found.id)]
+            limit = int(q["limit"]) if "limit" in q else MAX_LIMIT
+            limit = min(limit, MAX_LIMIT)
+            migrations = migrations[:limit]
+            body["migrations"] = [self._migration(m, version) for m in migrations]
+            if migrations and len(migrations) == limit:
+                query = {**q, "marker": migrations[-1].uuid}
+                body["migrations_links"] = [
+                    {"rel": "next", "href": f"{self.base_url}{request.path}?{urlencode(query)}"}
+                ]
+        else:
+            body["migrations"] = [self._migration(m, version) for m in migrations]
         return web.json_response(body)
 
     # -- servers ------------------------------------------------------------------------------
@@ -422,14 +573,19 @@ class Nova:
         }
         if not detail:
             return body
-        vm_state = {"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error", "BUILD": "building"}.get(
-            inst.status, inst.status.lower()
-        )
+        vm_state = {
+            "ACTIVE": "active",
+            "SHUTOFF": "stopped",
+            "ERROR": "error",
+            "BUILD": "building",
+            "MIGRATING": "active",  # a live migration: task_state migrating
+        }.get(inst.status, inst.status.lower())
+        power_state = {"ACTIVE": 1, "MIGRATING": 1, "BUILD": 0}.get(inst.status, 4)
         flavor = (
             {
-                "vcpus": 16,
-                "ram": 131072,
-                "disk": 100,
+                "vcpus": FLAVOR_VCPUS,
+                "ram": FLAVOR_RAM_MB,
+                "disk": FLAVOR_DISK_GB,
                 "ephemeral": 0,
                 "swap": 0,
                 "original_name": inst.flavor,
@@ -442,9 +598,9 @@ class Nova:
             {
                 "status": inst.status,
                 "tenant_id": inst.project_id,
-                "user_id": "0" * 32,
+                "user_id": self.state.customer_user_id,
                 "metadata": {},
-                "hostId": inst.host and f"{abs(hash((inst.host, inst.project_id))):056x}"[:56],
+                "hostId": f"{abs(hash((inst.host, inst.project_id))):056x}"[:56] if inst.host else "",
                 "image": "",
                 "flavor": flavor,
                 "created": inst.created,
@@ -456,14 +612,14 @@ class Nova:
                 "config_drive": "",
                 "progress": 0,
                 "OS-DCF:diskConfig": "MANUAL",
-                "OS-EXT-AZ:availability_zone": self.state.host_zone(inst.host) or "nova",
+                "OS-EXT-AZ:availability_zone": inst.zone,
                 "OS-EXT-SRV-ATTR:host": inst.host,
                 "OS-EXT-SRV-ATTR:hypervisor_hostname": inst.host,
-                "OS-EXT-SRV-ATTR:instance_name": f"instance-{inst.id[:8]}",
-                "OS-EXT-STS:task_state": None,
+                "OS-EXT-SRV-ATTR:instance_name": inst.instance_name,
+                "OS-EXT-STS:task_state": inst.task_state,
                 "OS-EXT-STS:vm_state": vm_state,
-                "OS-EXT-STS:power_state": 1 if inst.status == "ACTIVE" else 4,
-                "OS-SRV-USG:launched_at": inst.created,
+                "OS-EXT-STS:power_state": power_state,
+                "OS-SRV-USG:launched_at": inst.created if inst.launched else None,
                 "OS-SRV-USG:terminated_at": None,
                 "os-extended-volumes:volumes_attached": [],
                 "security_groups": [{"name": "default"}],
@@ -589,3 +745,67 @@ def _paging(request: web.Request) -> tuple[int | None, str | None]:
         except ValueError:
             raise NovaError(400, "limit param must be an integer") from None
     return limit, request.query.get("marker")
+
+
+_BOOL_VALUES = [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes"]
+_BOOL_VALUES += [False, "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no"]
+
+
+def _query_schema(query, allowed: set[str]) -> None:
+    """Nova's query schemas with additionalProperties false (2.53+ hypervisors, 2.59+ migrations)."""
+    extra = sorted(set(query) - allowed)
+    if extra:
+        listed = ", ".join(repr(k) for k in extra)
+        raise NovaError(
+            400,
+            f"Additional properties are not allowed ({listed} {'was' if len(extra) == 1 else 'were'} unexpected)",
+        )
+
+
+def _single(query, name: str) -> str:
+    values = query.getall(name)
+    if len(values) > 1:
+        raise NovaError(
+            400, f"Invalid input for query parameters {name}. Value: {values}. {values} is too long"
+        )
+    return values[0]
+
+
+def _query_bool(query, name: str) -> bool:
+    if name not in query:
+        return False
+    value = _single(query, name)
+    if value not in _BOOL_VALUES:
+        raise NovaError(
+            400,
+            f"Invalid input for query parameters {name}. Value: {value}. {value!r} is not one of {_BOOL_VALUES}",
+        )
+    return value.lower() in ("true", "1", "on", "yes")
+
+
+def _query_limit(query) -> None:
+    value = _single(query, "limit")
+    if not re.fullmatch(r"[0-9]*", value):
+        raise NovaError(
+            400,
+            f"Invalid input for query parameters limit. Value: {value}. '{value}' does not match '^[0-9]*$'",
+        )
+
+
+def _parse_time(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _query_time(query, name: str) -> datetime | None:
+    if name not in query:
+        return None
+    value = _single(query, name)
+    try:
+        return _parse_time(value)
+    except ValueError:
+        raise NovaError(
+            400, f"Invalid input for query parameters {name}. Value: {value}. {value!r} is not a 'date-time'"
+        ) from None

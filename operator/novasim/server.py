@@ -1,8 +1,8 @@
-"""The HTTP server: Keystone, Nova and /_sim on one aiohttp app, bound to 127.0.0.1.
+"""The HTTP server: Keystone, Nova, Placement and /_sim on one aiohttp app, bound to 127.0.0.1.
 
 Middleware, outermost first: counters and faults (latency, injected errors, hangs), then Nova's
-request handling (authentication, microversion negotiation, errors as Nova fault bodies), then
-holds (a held request is applied, its response is kept back until released).
+and Placement's request handling (authentication, microversion negotiation, errors as their fault
+bodies), then holds (a held request is applied, its response is kept back until released).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 
 import yaml
 from aiohttp import web
 
+from . import placement
 from .control import Control, Faults
 from .fleet import Fleet
 from .keystone import Keystone, unauthorized
@@ -38,7 +40,7 @@ def _route_key(request: web.Request) -> str:
     return f"{request.method} {template}"
 
 
-def _injected_error(status: int) -> web.Response:
+def _injected_error(status: int, path: str) -> web.Response:
     if status in _LB_ERROR:
         # What the load balancer in front of nova-api answers when the backend is gone.
         text = _LB_ERROR[status]
@@ -46,6 +48,8 @@ def _injected_error(status: int) -> web.Response:
             f"<html><body><h1>{text}</h1>\nNo server is available to handle this request.\n</body></html>\n"
         )
         return web.Response(status=status, text=html, content_type="text/html")
+    if path.startswith(placement.PREFIX):
+        return placement.error_response(status, "<class 'oslo_db.exception.DBConnectionError'>", None)
     return fault(
         status,
         "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach the Nova API log "
@@ -59,11 +63,14 @@ class Simulator:
         self.keystone = Keystone(fleet.cloud)
         self.state = CloudState(fleet, customer_project_id=self.keystone.customer_project_id)
         self.nova = Nova(self.state, project_id=self.keystone.project_id)
+        self.placement = placement.Placement(self.state)
         self.control = Control(self.state, self.keystone, faults or Faults())
         self.app = web.Application(
-            middlewares=[self._observe, self._nova, self._hold], client_max_size=8 * 2**20
+            middlewares=[self._observe, self._nova, self._placement, self._hold], client_max_size=8 * 2**20
         )
-        self.app.add_routes(self.keystone.routes() + self.nova.routes() + self.control.routes())
+        self.app.add_routes(
+            self.keystone.routes() + self.nova.routes() + self.placement.routes() + self.control.routes()
+        )
         self.url = ""
 
     def set_url(self, url: str) -> None:
@@ -91,7 +98,7 @@ class Simulator:
                 ):
                     await asyncio.sleep(0.05)
                 status = 504
-            response = _injected_error(status)
+            response = _injected_error(status, request.path)
         else:
             try:
                 response = await handler(request)
@@ -126,6 +133,35 @@ class Simulator:
         response.headers["OpenStack-API-Version"] = f"compute {text}"
         response.headers["X-OpenStack-Nova-API-Version"] = text
         response.headers["Vary"] = "OpenStack-API-Version, X-OpenStack-Nova-API-Version"
+        return response
+
+    @web.middleware
+    async def _placement(self, request: web.Request, handler):
+        """keystonemiddleware (except for the root), then the microversion middleware, then the
+        handler; errors as Placement's {"errors": [...]} bodies."""
+        path = request.path
+        if path != placement.PREFIX and not path.startswith(placement.PREFIX + "/"):
+            return await handler(request)
+        if path.rstrip("/") != placement.PREFIX and not self.keystone.valid(
+            request.headers.get("X-Auth-Token")
+        ):
+            return unauthorized()
+        try:
+            version = placement.requested_version(request)
+        except placement.PlacementError as exc:
+            return placement.error_response(exc.status, exc.message, None, version_failed=True)
+        request["placement_version"] = version
+        vary = True
+        try:
+            response = await handler(request)
+        except placement.PlacementError as exc:
+            response = placement.error_response(exc.status, exc.message, version)
+            response.headers.update(exc.headers)
+            vary = exc.vary
+        response.headers["OpenStack-API-Version"] = f"placement {version[0]}.{version[1]}"
+        if vary:
+            response.headers["Vary"] = "openstack-api-version"
+        response.headers.setdefault("x-openstack-request-id", f"req-{uuid.uuid4()}")
         return response
 
     @web.middleware

@@ -4,6 +4,14 @@ Every method either changes the state or raises NovaError with the status code a
 Nova 34 answers in the same case (nova/api/openstack/compute/aggregates.py, services.py and
 nova/compute/api.py AggregateAPI). The HTTP layer runs on one asyncio loop and these methods never
 await, so each request's check-and-change is atomic even under many concurrent clients.
+
+Placement's view is kept here too, as Nova and Placement 16 keep it: one resource provider per
+compute node (its uuid is the node's uuid), with a VCPU / MEMORY_MB / DISK_GB inventory, the
+node's aggregates mirrored (Nova's aggregate add/remove host does that), and allocations by
+consumer: an instance holds FLAVOR_RESOURCES on its host's provider; during a live migration the
+migration (as consumer) holds the source's and the instance the destination's. A provider's
+generation counts its writes as Placement does: 1 after the compute's first inventory report, +1
+per aggregate membership change and per allocation write touching it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,12 @@ from .fleet import Fleet
 
 DEFAULT_ZONE = "nova"  # Nova's default_availability_zone
 INTERNAL_ZONE = "internal"  # Nova's internal_service_availability_zone
+# novasim has no flavor sizes: every instance is this big, in its server body and in Placement.
+FLAVOR_VCPUS, FLAVOR_RAM_MB, FLAVOR_DISK_GB = 16, 131_072, 100
+FLAVOR_RESOURCES = {"VCPU": FLAVOR_VCPUS, "MEMORY_MB": FLAVOR_RAM_MB, "DISK_GB": FLAVOR_DISK_GB}
+RESERVED_HOST_MEMORY_MB = 512  # nova's reserved_host_memory_mb: MEMORY_MB reserved, and used
+# Live-migration states in which Nova links a migration to its server (os-migrations, 2.23+).
+LIVE_MIGRATION_IN_PROGRESS = ("queued", "preparing", "running", "post-migrating")
 
 
 class NovaError(Exception):
@@ -36,9 +50,45 @@ class Instance:
     name: str
     flavor: str
     status: str
-    host: str
+    host: str | None  # None while a build is scheduled but not yet claimed by its compute
     project_id: str
     created: str
+    db_id: int = 0  # Nova's integer id: instance_name is instance-%08x of it
+    task_state: str | None = None
+    zone: str | None = None  # availability_zone, set when scheduled
+    launched: bool = True  # launched_at is set (not for a build)
+
+    @property
+    def instance_name(self) -> str:
+        return f"instance-{self.db_id:08x}"
+
+
+@dataclass
+class Consumer:
+    """A Placement consumer (an instance or a migration) and its allocations."""
+
+    uuid: str
+    project_id: str
+    user_id: str
+    allocations: dict[str, dict[str, int]]  # provider uuid -> resource class -> amount
+    generation: int = 1
+
+
+@dataclass
+class Migration:
+    id: int
+    uuid: str
+    instance_uuid: str
+    source_compute: str
+    dest_compute: str
+    status: str
+    migration_type: str
+    flavor_id: int
+    project_id: str
+    user_id: str
+    created_at: str
+    updated_at: str | None = None
+    previous_status: str = "ACTIVE"  # the instance's status before, restored when it ends
 
 
 @dataclass
@@ -57,11 +107,31 @@ class Service:
 @dataclass
 class ComputeNode:
     id: int
-    uuid: str
+    uuid: str  # also its resource provider's uuid
     host: str
     vcpus: int = 128
     memory_mb: int = 1_048_576
     local_gb: int = 7_000
+    generation: int = 1  # the resource provider's generation
+
+    def inventory(self) -> dict[str, dict]:
+        """What nova-compute reports to Placement (the fake driver's update_provider_tree)."""
+
+        def one(total: int, reserved: int) -> dict:
+            return {
+                "total": total,
+                "reserved": reserved,
+                "min_unit": 1,
+                "max_unit": total,
+                "step_size": 1,
+                "allocation_ratio": 1.0,
+            }
+
+        return {
+            "VCPU": one(self.vcpus, 0),
+            "MEMORY_MB": one(self.memory_mb, RESERVED_HOST_MEMORY_MB),
+            "DISK_GB": one(self.local_gb, 0),
+        }
 
 
 @dataclass
@@ -108,8 +178,17 @@ class CloudState:
         self.services: dict[str, Service] = {}  # by uuid
         self.computes: dict[str, Service] = {}  # host -> its nova-compute service
         self.nodes: dict[str, ComputeNode] = {}  # host -> compute node
-        self.instances: dict[str, Instance] = {}  # by id
-        self.instances_by_host: dict[str, dict[str, Instance]] = {}
+        self.instances: dict[str, Instance] = {}  # by id, builds included
+        self.instances_by_host: dict[str, dict[str, Instance]] = {}  # only instances with a host
+        self.nodes_by_uuid: dict[str, ComputeNode] = {}
+        self.consumers: dict[str, Consumer] = {}  # Placement consumers by uuid
+        self.provider_consumers: dict[str, dict[str, None]] = {}  # provider uuid -> consumers, in order
+        self.migrations: dict[int, Migration] = {}
+        self.flavor_ids: dict[str, int] = {}  # flavor name -> Nova's integer flavor id
+        self._instance_ids = itertools.count(1)
+        self._migration_ids = itertools.count(1)
+        self.customer_user_id = uuid.uuid4().hex  # who booted the instances
+        self.admin_user_id = uuid.uuid4().hex  # who started the migrations
         service_ids = itertools.count(1)
         for binary in ("nova-scheduler", "nova-conductor"):
             svc = Service(id=next(service_ids), uuid=str(uuid.uuid4()), host="controller-1", binary=binary)
@@ -126,10 +205,11 @@ class CloudState:
             )
             self.services[svc.uuid] = svc
             self.computes[spec.name] = svc
-            self.nodes[spec.name] = ComputeNode(id=n, uuid=str(uuid.uuid4()), host=spec.name)
+            node = ComputeNode(id=n, uuid=str(uuid.uuid4()), host=spec.name)
+            self.nodes[spec.name] = node
+            self.nodes_by_uuid[node.uuid] = node
+            self.provider_consumers[node.uuid] = {}
             self.instances_by_host[spec.name] = {}
-            for inst in spec.instances:
-                self.start_instance(spec.name, inst.name, inst.flavor, inst.status)
         created = now_iso()
         for agg in fleet.aggregates:
             new = Aggregate(
@@ -141,6 +221,11 @@ class CloudState:
                 created_at=created,
             )
             self.aggregates[new.id] = new
+            for host in new.hosts:  # Nova mirrors membership into Placement
+                self.nodes[host].generation += 1
+        for spec in fleet.hosts.values():  # once the hosts are in their zones, as in a real cloud
+            for inst in spec.instances:
+                self.start_instance(spec.name, inst.name, inst.flavor, inst.status)
         self.version = 1
 
     def _changed(self) -> None:
@@ -241,8 +326,8 @@ class CloudState:
         if agg.has(host):
             raise NovaError(409, f"Aggregate {agg.id} already has host {host}.")
         agg.add(host)
-        agg.updated_at = now_iso()
-        self._changed()
+        self.nodes[host].generation += 1  # the provider joins the aggregate in Placement too
+        self._changed()  # membership is not the aggregate's row: updated_at stays, as in Nova
         return agg
 
     def remove_host(self, aggregate_id: str, host: str) -> Aggregate:
@@ -254,7 +339,8 @@ class CloudState:
         if not agg.has(host):
             raise not_found
         agg.discard(host)
-        agg.updated_at = now_iso()
+        if host in self.nodes:
+            self.nodes[host].generation += 1
         self._changed()
         return agg
 
@@ -337,11 +423,10 @@ class CloudState:
 
     # -- instances --------------------------------------------------------------------------
 
-    def start_instance(
-        self, host: str, name: str, flavor: str = "gpu.standard", status: str = "ACTIVE"
-    ) -> Instance:
+    def _new_instance(self, host: str, name: str, flavor: str, status: str) -> Instance:
         if host not in self.computes:
             raise NovaError(404, f"Compute host {host} could not be found.")
+        self.flavor_ids.setdefault(flavor, len(self.flavor_ids) + 1)
         inst = Instance(
             id=str(uuid.uuid4()),
             name=name,
@@ -350,8 +435,38 @@ class CloudState:
             host=host,
             project_id=self.customer_project_id,
             created=now_iso(),
+            db_id=next(self._instance_ids),
+            zone=self.host_zone(host) or DEFAULT_ZONE,
         )
         self.instances[inst.id] = inst
+        # the scheduler's claim in Placement, before the compute claims the host
+        self._allocate(inst.id, {self.nodes[host].uuid: dict(FLAVOR_RESOURCES)}, inst.project_id)
+        return inst
+
+    def start_instance(
+        self, host: str, name: str, flavor: str = "gpu.standard", status: str = "ACTIVE"
+    ) -> Instance:
+        inst = self._new_instance(host, name, flavor, status)
+        self.instances_by_host[host][inst.id] = inst
+        self._changed()
+        return inst
+
+    def schedule_build(self, host: str, name: str, flavor: str = "gpu.standard") -> Instance:
+        """A server the scheduler placed on `host` (its allocation is there) that the host's
+        compute has not claimed yet: BUILD, no host, on no hypervisor."""
+        inst = self._new_instance(host, name, flavor, "BUILD")
+        inst.host, inst.task_state, inst.launched = None, "scheduling", False
+        self._changed()
+        return inst
+
+    def claim_build(self, instance_id: str) -> Instance:
+        """The compute claims a scheduled build: it gets the host its allocation is on, ACTIVE."""
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.host is not None:
+            raise NovaError(404, f"No unclaimed build {instance_id}.")
+        (provider,) = self.consumers[inst.id].allocations
+        host = self.nodes_by_uuid[provider].host
+        inst.host, inst.status, inst.task_state, inst.launched = host, "ACTIVE", None, True
         self.instances_by_host[host][inst.id] = inst
         self._changed()
         return inst
@@ -360,21 +475,149 @@ class CloudState:
         gone = self.instances_by_host.get(host, {})
         for inst_id in list(gone):
             del self.instances[inst_id]
+            self._deallocate(inst_id)
+            for migration in self.migrations.values():
+                if migration.instance_uuid == inst_id and migration.uuid in self.consumers:
+                    self._deallocate(migration.uuid)
+                    migration.status, migration.updated_at = "error", now_iso()
         count = len(gone)
         gone.clear()
         self._changed()
         return count
+
+    # -- migrations -------------------------------------------------------------------------
+
+    def start_migration(self, instance_id: str, dest: str) -> Migration:
+        """A live migration in progress, as the conductor and scheduler leave it: the migration
+        holds the source allocation, the instance a new one on the destination; the instance
+        stays on its source host (MIGRATING) until the migration finishes."""
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.host is None:
+            raise NovaError(404, f"No instance {instance_id} on a host.")
+        if inst.task_state is not None:
+            raise NovaError(409, f"Instance {instance_id} is in task_state {inst.task_state}.")
+        if dest not in self.computes:
+            raise NovaError(404, f"Compute host {dest} could not be found.")
+        if dest == inst.host:
+            raise NovaError(400, f"The instance is already on {dest}.")
+        created = now_iso()
+        migration = Migration(
+            id=next(self._migration_ids),
+            uuid=str(uuid.uuid4()),
+            instance_uuid=inst.id,
+            source_compute=inst.host,
+            dest_compute=dest,
+            status="running",
+            migration_type="live-migration",
+            flavor_id=self.flavor_ids[inst.flavor],
+            project_id=inst.project_id,
+            user_id=self.admin_user_id,
+            created_at=created,
+            updated_at=created,
+            previous_status=inst.status,
+        )
+        self.migrations[migration.id] = migration
+        self._move_allocations(inst.id, migration.uuid)
+        self._allocate(inst.id, {self.nodes[dest].uuid: dict(FLAVOR_RESOURCES)}, inst.project_id)
+        inst.status, inst.task_state = "MIGRATING", "migrating"
+        self._changed()
+        return migration
+
+    def migration_by_uuid(self, migration_uuid: str) -> Migration:
+        for migration in self.migrations.values():
+            if migration.uuid == migration_uuid:
+                return migration
+        raise NovaError(404, f"Migration {migration_uuid} could not be found.")
+
+    def finish_migration(self, migration_uuid: str) -> Migration:
+        """post_live_migration: the instance on its destination, the source allocation gone."""
+        migration = self.migration_by_uuid(migration_uuid)
+        if migration.status not in LIVE_MIGRATION_IN_PROGRESS:
+            raise NovaError(409, f"Migration {migration_uuid} is {migration.status}.")
+        inst = self.instances.get(migration.instance_uuid)
+        if inst is not None:
+            self.instances_by_host[migration.source_compute].pop(inst.id, None)
+            inst.host, inst.status, inst.task_state = migration.dest_compute, migration.previous_status, None
+            inst.zone = self.host_zone(inst.host) or DEFAULT_ZONE
+            self.instances_by_host[inst.host][inst.id] = inst
+        migration.status, migration.updated_at = "completed", now_iso()
+        self._deallocate(migration.uuid)
+        self._changed()
+        return migration
+
+    # -- Placement --------------------------------------------------------------------------
+
+    def _touch(self, providers) -> None:
+        for provider in set(providers):
+            self.nodes_by_uuid[provider].generation += 1
+
+    def _allocate(self, consumer_uuid: str, allocations: dict[str, dict[str, int]], project_id: str) -> None:
+        """PUT /allocations/{consumer}: replaces the consumer's allocations (one write)."""
+        consumer = self.consumers.get(consumer_uuid)
+        old = set(consumer.allocations) if consumer else set()
+        if consumer is None:
+            consumer = self.consumers[consumer_uuid] = Consumer(
+                consumer_uuid, project_id, self.customer_user_id, {}, generation=0
+            )
+        for provider in old - set(allocations):
+            self.provider_consumers[provider].pop(consumer_uuid, None)
+        consumer.allocations = allocations
+        consumer.generation += 1
+        for provider in allocations:
+            self.provider_consumers[provider][consumer_uuid] = None
+        self._touch(old | set(allocations))
+
+    def _deallocate(self, consumer_uuid: str) -> None:
+        """DELETE /allocations/{consumer}; Placement forgets a consumer without allocations."""
+        consumer = self.consumers.pop(consumer_uuid, None)
+        if consumer is None:
+            return
+        for provider in consumer.allocations:
+            self.provider_consumers[provider].pop(consumer_uuid, None)
+        self._touch(consumer.allocations)
+
+    def _move_allocations(self, source: str, target: str) -> None:
+        """POST /allocations moving source's allocations to target (one write)."""
+        moved = self.consumers.pop(source)
+        for provider in moved.allocations:
+            self.provider_consumers[provider].pop(source, None)
+            self.provider_consumers[provider][target] = None
+        self.consumers[target] = Consumer(target, moved.project_id, moved.user_id, moved.allocations)
+        self._touch(moved.allocations)
+
+    def provider_usages(self, node: ComputeNode) -> dict[str, int]:
+        usages = dict.fromkeys(node.inventory(), 0)
+        for consumer in self.provider_consumers[node.uuid]:
+            for rc, amount in self.consumers[consumer].allocations[node.uuid].items():
+                usages[rc] = usages.get(rc, 0) + amount
+        return usages
+
+    def provider_aggregates(self, node: ComputeNode) -> list[str]:
+        return [a.uuid for a in self.aggregates.values() if a.has(node.host)]
 
     # -- out of band ------------------------------------------------------------------------
 
     def move_host(self, host: str, source: str, target: str) -> None:
         """Someone else moves a host (by aggregate names), bypassing every check."""
         src, dst = self.aggregate_by_name(source), self.aggregate_by_name(target)
+        node = self.nodes.get(host)
+        if node is not None:
+            node.generation += src.has(host) + (not dst.has(host))
         src.discard(host)
         dst.add(host)
         self._changed()
 
     def snapshot(self) -> dict:
+        def allocations(node: ComputeNode) -> dict:
+            migrations = {m.uuid for m in self.migrations.values()}
+            return {
+                c: {
+                    "kind": "migration" if c in migrations else "instance",
+                    "resources": dict(self.consumers[c].allocations[node.uuid]),
+                }
+                for c in self.provider_consumers[node.uuid]
+            }
+
         return {
             "aggregates": [
                 {"id": a.id, "name": a.name, "metadata": dict(a.metadata), "hosts": list(a.hosts)}
@@ -392,8 +635,32 @@ class CloudState:
                         for i in self.instances_by_host[host].values()
                     ],
                     "aggregates": [a.name for a in self.aggregates.values() if a.has(host)],
+                    "provider": {"uuid": self.nodes[host].uuid, "generation": self.nodes[host].generation},
+                    "allocations": allocations(self.nodes[host]),
                 }
                 for host, svc in self.computes.items()
+            ],
+            "builds": [
+                {
+                    "id": i.id,
+                    "name": i.name,
+                    "status": i.status,
+                    "scheduled_to": self.nodes_by_uuid[next(iter(self.consumers[i.id].allocations))].host,
+                }
+                for i in self.instances.values()
+                if i.host is None
+            ],
+            "migrations": [
+                {
+                    "id": m.id,
+                    "uuid": m.uuid,
+                    "instance": m.instance_uuid,
+                    "source": m.source_compute,
+                    "dest": m.dest_compute,
+                    "status": m.status,
+                    "migration_type": m.migration_type,
+                }
+                for m in self.migrations.values()
             ],
         }
 

@@ -174,6 +174,31 @@ class SimProcess:
     def delete_instances(self, host: str) -> int:
         return self._call("DELETE", f"/hosts/{host}/instances")["deleted"]
 
+    def schedule_build(self, host: str, name: str | None = None, flavor: str | None = None) -> str:
+        """A server the scheduler placed on `host` that its compute has not claimed yet: BUILD,
+        listed without a host, on no hypervisor, but its allocation is on host's provider.
+        Returns the instance uuid."""
+        body = {k: v for k, v in (("name", name), ("flavor", flavor)) if v}
+        return self._call("POST", f"/hosts/{host}/builds", body)["instance"]
+
+    def claim_build(self, instance: str) -> str:
+        """The compute claims the build: its host is set, it is ACTIVE. Returns the host."""
+        return self._call("POST", f"/builds/{instance}/claim")["host"]
+
+    def start_migration(self, instance: str, dest: str) -> str:
+        """A live migration of `instance` to host `dest`, in progress (status running): the
+        instance stays on its host (MIGRATING); Placement holds its allocation on `dest` and the
+        migration's on the source. Returns the migration uuid."""
+        return self._call("POST", "/migrations", {"instance": instance, "dest": dest})["migration"]
+
+    def finish_migration(self, migration: str) -> None:
+        """The migration completes: the instance on its destination, the source allocation gone."""
+        self._call("POST", f"/migrations/{migration}/finish")
+
+    def allocations(self, host: str) -> dict[str, dict]:
+        """What Placement holds against host's provider: {consumer uuid: {kind, resources}}."""
+        return next(h for h in self.state()["hosts"] if h["name"] == host)["allocations"]
+
     def move_host(self, host: str, source_aggregate: str, target_aggregate: str) -> None:
         self._call("POST", "/move", {"host": host, "from": source_aggregate, "to": target_aggregate})
 

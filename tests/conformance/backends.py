@@ -12,6 +12,11 @@ Tests speak in the fleet's *logical* names; `Deployed.host()` / `.agg()` give th
 ids, and `Deployed.normalize()` turns real names and ids in Nova's messages back into logical
 ones (`Aggregate 7 already has host gpu-l40-001-c3.` -> `Aggregate <L40-n3> already has host
 gpu-l40-001.`), so the two backends' answers can be compared text for text.
+
+What happens in a cloud between API calls (a build the scheduler placed but the compute has not
+claimed, a live migration in progress) is made to happen by `Deployed.actions`: novasim's /_sim
+controls, or scripts/realnova/register.py writing what the conductor, scheduler and compute
+would write into the real Nova's database and Placement.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import openstack
 import openstack.config
 import openstack.connection
+import requests
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,6 +146,7 @@ class Deployed:
     agg_ids: dict[str, int]  # logical aggregate name -> real id
     log_tails: Any = None  # () -> str, for failure reports
     suffix: str = ""  # what the backend appends to logical names ("" for novasim)
+    actions: Any = None  # schedule_build / claim_build / start_migration / finish_migration
 
     def alias(self, logical: str) -> str:
         """A real name for a new logical name (an aggregate a test creates or renames)."""
@@ -190,6 +197,41 @@ class Deployed:
         except ValueError:
             data = None
         return resp.status_code, data
+
+    def placement(self, method: str, path: str, microversion: str | None = None, headers: dict | None = None):
+        """One Placement request (catalog type placement); returns (status, json-or-None, headers)."""
+        resp = self.conn.placement.request(
+            path, method, microversion=microversion, raise_exc=False, headers=headers or {}
+        )
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        return resp.status_code, data, resp.headers
+
+    def hypervisor_ids(self, logical_hosts: list[str]) -> dict[str, str]:
+        """{logical host: hypervisor id (uuid)} from GET /os-hypervisors/detail at 2.87."""
+        wanted = {self.host(h): h for h in logical_hosts}
+        ids: dict[str, str] = {}
+        path = "/os-hypervisors/detail"
+        while path:
+            code, body = self.request("GET", path, microversion="2.87")
+            assert code == 200, body
+            for hyp in body["hypervisors"]:
+                if hyp["hypervisor_hostname"] in wanted:
+                    ids[wanted[hyp["hypervisor_hostname"]]] = hyp["id"]
+            links = body.get("hypervisors_links") or []
+            path = links[0]["href"].split("/v2.1", 1)[1] if links else None
+        assert set(ids) == set(logical_hosts), (
+            f"{self.backend}: no hypervisor for {set(logical_hosts) - set(ids)}"
+        )
+        return ids
+
+    def servers_on(self, logical_host: str) -> list[str]:
+        """Instance uuids Nova lists on a host (GET /servers?all_tenants=1&host=H)."""
+        code, body = self.request("GET", f"/servers?all_tenants=1&host={self.host(logical_host)}")
+        assert code == 200, body
+        return [s["id"] for s in body["servers"]]
 
 
 def _connect(clouds_yaml: Path, cloud_name: str) -> openstack.connection.Connection:
@@ -247,6 +289,7 @@ class NovasimBackend:
             time.sleep(0.05)
         conn = _connect(clouds, "sim")
         agg_ids = {a.name: int(a.id) for a in conn.compute.aggregates()}
+        auth_url = yaml.safe_load(clouds.read_text())["clouds"]["sim"]["auth"]["auth_url"]
         return Deployed(
             backend=self.name,
             conn=conn,
@@ -255,6 +298,7 @@ class NovasimBackend:
             names={},
             agg_ids=agg_ids,
             log_tails=lambda: f"----- novasim.log -----\n{_tail(log)}",
+            actions=_SimActions(auth_url.removesuffix("/identity/v3")),
         )
 
     def close(self) -> None:
@@ -334,10 +378,64 @@ class RealNovaBackend:
             agg_ids=agg_ids,
             log_tails=self.nova.log_tails,
             suffix=suffix,
+            actions=_RealActions(self.nova, names, suffix),
         )
 
     def close(self) -> None:
         pass
+
+
+# -- what happens between API calls ------------------------------------------------------------
+
+
+class _SimActions:
+    """novasim's /_sim controls (the same endpoints novasim.testing.SimProcess wraps)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def _post(self, path: str, body: dict | None = None) -> dict:
+        resp = requests.post(f"{self.url}/_sim{path}", json=body or {}, timeout=30)
+        assert resp.status_code in (200, 201), f"/_sim{path}: {resp.status_code} {resp.text}"
+        return resp.json()
+
+    def schedule_build(self, host: str, name: str) -> str:
+        return self._post(f"/hosts/{host}/builds", {"name": name})["instance"]
+
+    def claim_build(self, instance: str) -> None:
+        self._post(f"/builds/{instance}/claim")
+
+    def start_migration(self, instance: str, dest: str) -> str:
+        return self._post("/migrations", {"instance": instance, "dest": dest})["migration"]
+
+    def finish_migration(self, migration: str) -> None:
+        self._post(f"/migrations/{migration}/finish")
+
+
+class _RealActions:
+    """register.py, as the conductor, scheduler and compute would leave the databases."""
+
+    def __init__(self, realnova, names: dict[str, str], suffix: str):
+        self.nova = realnova
+        self.names = names
+        self.suffix = suffix
+
+    def schedule_build(self, host: str, name: str) -> str:
+        real = self.names.setdefault(name, name + self.suffix)
+        return self.nova.register({"builds": {self.names[host]: [{"name": real}]}})["builds"][
+            self.names[host]
+        ][0]
+
+    def claim_build(self, instance: str) -> None:
+        self.nova.register({"claims": [instance]})
+
+    def start_migration(self, instance: str, dest: str) -> str:
+        return self.nova.register({"migrations": [{"instance": instance, "dest": self.names[dest]}]})[
+            "migrations"
+        ][0]
+
+    def finish_migration(self, migration: str) -> None:
+        self.nova.register({"finish_migrations": [migration]})
 
 
 def _tail(path: Path, lines: int = 40) -> str:
