@@ -7,6 +7,7 @@ description: the CRD schema (and so `kubectl explain`) is generated from these m
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,8 +169,9 @@ class GpuHostPoolSpec(_Model):
         if self.pools.runpod is not None and self.pools.runpod.aggregate is None:
             self.pools.runpod.aggregate = naming.runpod_aggregate(self.gpu_type)
         managed = self.managed_aggregates()
-        _check_each_aggregate_named_once(managed)
-        _check_intents_fit(managed)
+        problems = _named_more_than_once(managed) + _intents_that_do_not_fit(managed)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     # The views below are what the planner, reconciler and status read.
@@ -248,7 +250,7 @@ class ManagedAggregate:
     field: str  # where the spec names it, e.g. "pools.contracts[1].aggregate"
 
 
-def _check_each_aggregate_named_once(managed: Iterable[ManagedAggregate]) -> None:
+def _named_more_than_once(managed: Iterable[ManagedAggregate]) -> list[str]:
     seen: dict[str, ManagedAggregate] = {}
     problems = []
     for aggregate in managed:
@@ -260,14 +262,13 @@ def _check_each_aggregate_named_once(managed: Iterable[ManagedAggregate]) -> Non
         else:
             what = "aggregate named twice"
         problems.append(
-            f"{what}: {aggregate.name!r} is both {first.field} and {aggregate.field}; "
+            f"{aggregate.field}: {what}: {aggregate.name!r} is {first.field} already; "
             "each aggregate may appear once across onDemand, spot, runpod and contracts"
         )
-    if problems:
-        raise ValueError("\n".join(problems))
+    return problems
 
 
-def _check_intents_fit(managed: list[ManagedAggregate]) -> None:
+def _intents_that_do_not_fit(managed: list[ManagedAggregate]) -> list[str]:
     """Every move the spec can make must be recordable, unambiguously, in Nova's disabled_reason."""
     from .intent import LOCK_AGGREGATE, MAX_NAMES_LENGTH, SEPARATOR
 
@@ -291,8 +292,7 @@ def _check_intents_fit(managed: list[ManagedAggregate]) -> None:
                     f"fit in Nova's 255-character disabled_reason, which leaves {MAX_NAMES_LENGTH}: "
                     "shorten one of the names"
                 )
-    if problems:
-        raise ValueError("\n".join(problems))
+    return problems
 
 
 # -------------------------------------------------------------------------------------- status
@@ -569,13 +569,39 @@ def _problems(
     lines = []
     for detail in error.errors(include_url=False):
         loc = tuple(detail["loc"])
-        path = _path(loc, root)
         text = _message(detail)
         if detail["type"] == "extra_forbidden" and model is not None:
             text += _did_you_mean(model, loc)
-        # A cross-field check reports several problems at once, one per line.
-        lines.extend((loc, f"{path}: {line}" if path else line) for line in text.splitlines())
+        # A cross-field check reports several problems at once, one per line, each starting with
+        # the field it is about: that field is where it points.
+        for line in text.splitlines():
+            field_path = _FIELD_PREFIX.match(line) if detail["type"] == "value_error" else None
+            here = loc + _parts(field_path["path"]) if field_path else loc
+            path = _path(loc, root)
+            if field_path:
+                base = path
+                path = ".".join(p for p in (base, field_path["path"]) if p)
+                if field_path["more"]:
+                    path += " and " + ".".join(p for p in (base, field_path["more"]) if p)
+                line = line[field_path.end() :]
+            lines.append((here, f"{path}: {line}" if path else line))
     return lines
+
+
+# "pools.spot.aggregate: ..." or "onDemand.aggregates[0] and pools.contracts[0].aggregate: ..."
+_FIELD_PREFIX = re.compile(
+    r"^(?P<path>[a-zA-Z]+(?:\[\d+\])?(?:\.[a-zA-Z]+(?:\[\d+\])?)*)(?: and (?P<more>[\w.\[\]]+))?: "
+)
+
+
+def _parts(path: str) -> tuple[Any, ...]:
+    parts: list[Any] = []
+    for piece in path.split("."):
+        name, _, rest = piece.partition("[")
+        parts.append(name)
+        if rest:
+            parts.append(int(rest.rstrip("]")))
+    return tuple(parts)
 
 
 def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:

@@ -90,11 +90,9 @@ def _status_code(exc: BaseException) -> int | None:
 
 
 def _details(exc: BaseException) -> str:
-    """Nova's own error message, without URLs or request ids."""
-    details = getattr(exc, "details", None)
-    if details:
-        return str(details).strip()
-    return str(getattr(exc, "message", None) or exc).strip()
+    """Nova's own error message, on one line, without URLs or request ids."""
+    details = getattr(exc, "details", None) or getattr(exc, "message", None) or exc
+    return " ".join(str(details).split())
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -117,9 +117,13 @@ class MoveLock:
             try:
                 self._cloud.set_aggregate_metadata(created, self._claim())
                 self._renewed_at = self._clock()
-            except CloudError:
-                self._release_locked()
-                raise
+            except CloudError as exc:
+                # The lock is ours all the same (others see it unclaimed, and wait for its creation
+                # time plus the TTL); the renewal writes the claim as soon as Nova takes it.
+                log.warning("took the move lock but could not write its claim yet (%s)", exc)
+                self._claimed = False
+            else:
+                self._claimed = True
             self._start_renewing()
             return None
 

@@ -112,9 +112,14 @@ def test_nova_failing_for_minutes_costs_no_more_than_the_moves_under_way(start_s
 
 def test_a_host_disabled_by_hand_after_the_snapshot_is_not_touched(start_sim, tmp_path):
     sim = start_sim(small_fleet(on_demand=4))
-    hold = sim.hold("GET", HYPERVISORS)  # the snapshot's last request: the plan is made from it
+    # The last request of a snapshot is the hypervisor list. The run's first snapshot finds work,
+    # it takes the move lock, then a fresh snapshot: the plan is made from that one.
+    first = sim.hold("GET", HYPERVISORS)
     run = background(sim, tmp_path, pool_spec(spot=1, policy={"maxConcurrentMoves": 1}))
-    sim.wait_held(hold)
+    sim.wait_held(first)
+    fresh = sim.hold("GET", HYPERVISORS)
+    sim.release(first)
+    sim.wait_held(fresh)
     sim.set_service("gpu-l40-001", status="disabled", disabled_reason="RMA 42")
     sim.release_all()
     out, err = run.communicate(timeout=120)
@@ -177,7 +182,10 @@ def test_names_that_would_make_the_intent_ambiguous_are_refused_with_file_and_li
     spec["spec"]["pools"]["spot"]["aggregate"] = "L40-n3 -> legacy"
     result, _ = reconcile(sim, tmp_path, spec)
     assert result.returncode == 1
-    assert f"{tmp_path / 'pools.yaml'}:9: spec: pools.spot.aggregate: 'L40-n3 -> legacy'" in result.stderr
+    line = next(
+        i for i, text in enumerate((tmp_path / "pools.yaml").read_text().splitlines(), 1) if "->" in text
+    )
+    assert f"{tmp_path / 'pools.yaml'}:{line}: spec.pools.spot.aggregate: 'L40-n3 -> legacy'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -333,7 +341,7 @@ def test_aggregate_names_too_long_together_are_refused_naming_them(start_sim, tm
     spec["spec"]["pools"]["contracts"] = [{"aggregate": "Contract-" + "x" * 230, "hosts": 1}]
     result, _ = reconcile(sim, tmp_path, spec)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "onDemand.aggregates[0] and pools.contracts[0].aggregate" in result.stderr
+    assert "spec.onDemand.aggregates[0] and spec.pools.contracts[0].aggregate: " in result.stderr
     assert "shorten one of the names" in result.stderr
 
 

@@ -219,8 +219,8 @@ def test_flags_must_be_booleans():
 )
 def test_an_aggregate_named_in_two_places(spec, first, second):
     (line,) = problems({"gpuType": "L40", **spec})
-    assert line.startswith("spec: aggregate named twice: ")
-    assert f"is both {first} and {second}" in line
+    assert line.startswith(f"spec.{second}: aggregate named twice: ")
+    assert f"is {first} already" in line
     assert "each aggregate may appear once across onDemand, spot, runpod and contracts" in line
 
 
@@ -229,7 +229,7 @@ def test_duplicate_contracts():
         {"gpuType": "L40", "pools": {"contracts": [{"aggregate": "C"}, {"aggregate": "C", "hosts": 1}]}}
     )
     assert line.startswith(
-        "spec: duplicate contract: 'C' is both pools.contracts[0].aggregate and pools.contracts[1].aggregate"
+        "spec.pools.contracts[1].aggregate: duplicate contract: 'C' is pools.contracts[0].aggregate already"
     )
 
 
@@ -240,7 +240,7 @@ def test_every_duplicate_is_its_own_line():
             "pools": {"spot": {"aggregate": "L40-n3"}, "contracts": [{"aggregate": "C"}, {"aggregate": "C"}]},
         }
     )
-    assert len(lines) == 2 and all(line.startswith("spec: ") for line in lines)
+    assert len(lines) == 2 and all(line.startswith("spec.pools.") for line in lines)
 
 
 def test_all_problems_are_reported_at_once():
@@ -309,17 +309,25 @@ def test_several_documents_in_one_file(tmp_path):
     assert pools[1].spec.pools.spot.aggregate == "RTX-A6000-n3-spot"
 
 
-def test_problems_name_the_document_and_resource():
+def _line_of(text: str, piece: str, after: int = 0) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if i > after and piece in line)
+
+
+def test_problems_name_the_file_and_the_line():
     text = FULL + "---\n" + FULL.replace("name: l40", "name: bad").replace("hosts: 4", "hosts: -4")
     with pytest.raises(SpecError) as caught:
-        load_pools(text)
-    assert caught.value.problems == ["document 2 (bad): spec.pools.spot.hosts: must be >= 0 (got -4)"]
+        load_pools(text, source="pools.yaml")
+    line = _line_of(text, "hosts: -4")
+    assert caught.value.problems == [f"pools.yaml:{line}: spec.pools.spot.hosts: must be >= 0 (got -4)"]
 
 
-def test_single_document_problems_have_no_document_number():
+def test_a_missing_field_points_at_its_parent():
+    text = FULL.replace("gpuType: L40", "gpuTyp: L40")
     with pytest.raises(SpecError) as caught:
-        load_pools(FULL.replace("hosts: 4", "hosts: -4"))
-    assert str(caught.value) == "l40: spec.pools.spot.hosts: must be >= 0 (got -4)"
+        load_pools(text, source="f.yaml")
+    typo, spec_line = _line_of(text, "gpuTyp:"), _line_of(text, "spec:")
+    assert f"f.yaml:{typo}: spec.gpuTyp: unknown field" in str(caught.value)
+    assert f"f.yaml:{spec_line}: spec.gpuType: is required" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -350,9 +358,11 @@ def test_metadata_keeps_labels_and_annotations():
 
 
 def test_duplicate_names_in_one_file():
+    text = FULL + "---\n" + FULL
     with pytest.raises(SpecError) as caught:
-        load_pools(FULL + "---\n" + FULL)
-    assert caught.value.problems == ["metadata.name: 'l40' appears twice"]
+        load_pools(text, source="f.yaml")
+    second = _line_of(text, "name: l40", after=_line_of(text, "name: l40"))
+    assert caught.value.problems == [f"f.yaml:{second}: metadata.name: 'l40' appears twice in this file"]
 
 
 def test_not_yaml_and_not_a_mapping():

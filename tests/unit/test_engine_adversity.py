@@ -194,9 +194,11 @@ def test_names_that_would_make_an_intent_ambiguous_or_too_long_are_refused_at_lo
             }
         )
 
-    with pytest.raises(SpecError, match=r"pools.spot.aggregate: 'L40-n3 -> legacy' contains '->'"):
+    with pytest.raises(SpecError, match=r"spec.pools.spot.aggregate: 'L40-n3 -> legacy' contains '->'"):
         load({"spot": {"aggregate": "L40-n3 -> legacy", "hosts": 1}})
-    with pytest.raises(SpecError, match=r"onDemand.aggregates\[0\] and pools.contracts\[0\].aggregate"):
+    with pytest.raises(
+        SpecError, match=r"spec.onDemand.aggregates\[0\] and spec.pools.contracts\[0\].aggregate: "
+    ):
         load({"contracts": [{"aggregate": "C" * 240, "hosts": 1}]})
 
 
