@@ -78,7 +78,8 @@ async def _serve(sim: Simulator, args: argparse.Namespace) -> None:
     hosts = len(sim.state.computes)
     print(
         f"novasim: serving {len(sim.state.aggregates)} aggregates and {hosts} hosts from {args.fleet} "
-        f"at {sim.url} (Keystone {sim.url}/identity/v3, Nova {sim.url}/compute/v2.1)",
+        f"at {sim.url} (Keystone {sim.url}/identity/v3, Nova {sim.url}/compute/v2.1, "
+        f"Placement {sim.url}/placement)",
         flush=True,
     )
     if args.clouds_out:
@@ -100,7 +101,7 @@ async def _serve(sim: Simulator, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="novasim",
-        description="A simulated OpenStack cloud speaking the real Keystone v3 and Nova v2.1 APIs.",
+        description="A simulated OpenStack cloud speaking the real Keystone v3, Nova v2.1 and Placement APIs.",
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

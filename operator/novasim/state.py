@@ -608,8 +608,9 @@ class CloudState:
         self._changed()
 
     def snapshot(self) -> dict:
+        migrations = {m.uuid for m in self.migrations.values()}
+
         def allocations(node: ComputeNode) -> dict:
-            migrations = {m.uuid for m in self.migrations.values()}
             return {
                 c: {
                     "kind": "migration" if c in migrations else "instance",

@@ -10,7 +10,8 @@ Stdlib only: runs with any Python >= 3.10 and is imported by tests/conformance/c
 What runs: Keystone (fernet tokens), Placement and nova-api, each under gunicorn with SQLite
 databases, plus a stub network service that answers empty lists (netstub.py). No nova-compute:
 register.py writes compute services, compute nodes, host mappings, Placement resource providers
-and instances through nova's own objects, as a booting nova-compute (and the scheduler) would.
+and inventories, instances and their allocations, builds and live migrations through nova's own
+objects and report client, as a booting nova-compute, the scheduler and the conductor would.
 The PyPI packages live in a venv under ${GPUPOOL_CACHE:-~/.cache/gpupool}/realnova-<versions>/,
 built once and reused (stamp file); constraints.txt pins every dependency.
 """
@@ -499,9 +500,12 @@ class RealNova:
 
     # registering hosts and instances (register.py, inside nova's venv)
     def register(self, fleet: dict) -> dict:
-        """Register hosts (services, compute nodes, host mappings, resource providers) and
-        instances, through one long-lived register.py worker in nova's venv:
-        {"hosts": [{name, state, status, disabled_reason}], "instances": {host: count | [..]}}."""
+        """Register hosts (services, compute nodes, host mappings, resource providers with their
+        inventory) and instances (with their Placement allocations), builds scheduled but not
+        claimed, their claims, and live migrations, through one long-lived register.py worker in
+        nova's venv: {"hosts": [{name, state, status, disabled_reason}], "instances": {host:
+        count | [..]}, "builds": {host: count | [..]}, "claims": [uuid], "migrations": [{instance,
+        dest}], "finish_migrations": [uuid]} (register.py's docstring has the details)."""
         payload = dict(fleet)
         payload.setdefault("project_id", self.info.get("project_id"))
         with self._register_lock:
