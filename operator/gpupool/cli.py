@@ -259,14 +259,16 @@ def _render(docs: list[dict], output: str) -> str:
     return "\n".join(table(doc) for doc in docs)
 
 
-def _neighbours(pools, args) -> dict:
-    """{resource name: Neighbours}: the aggregates the other specs on the same cloud manage."""
+def _neighbours(pools, args, conflicts) -> dict:
+    """{resource name: Neighbours}: the aggregates the other specs on the same cloud manage (those
+    set aside for a conflict move nothing, and do not count)."""
     from .conflicts import neighbours_of
 
     by_cloud: dict[str, list] = {}
     for pool in pools:
-        by_cloud.setdefault(_cloud_of(pool, args), []).append((pool.name, pool.spec))
-    return {pool.name: neighbours_of(pool.name, by_cloud[_cloud_of(pool, args)]) for pool in pools}
+        if pool.name not in conflicts:
+            by_cloud.setdefault(_cloud_of(pool, args), []).append((pool.name, pool.spec))
+    return {pool.name: neighbours_of(pool.name, by_cloud.get(_cloud_of(pool, args), [])) for pool in pools}
 
 
 def _plan(args) -> int:
@@ -277,7 +279,7 @@ def _plan(args) -> int:
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
-    neighbours = _neighbours(pools, args)
+    neighbours = _neighbours(pools, args, conflicts)
     docs = []
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
@@ -323,6 +325,8 @@ def _take_lock(lock, cloud, spec, neighbours, snapshot, args, name: str):
 
     deadline = time.monotonic() + max(0.0, args.wait)
     told = False
+    if not lock.held and not has_work(spec, snapshot, neighbours):
+        lock.reap(snapshot)
     while not lock.held and has_work(spec, snapshot, neighbours):
         holder = lock.acquire(snapshot)
         if holder is None:
@@ -349,7 +353,7 @@ def _reconcile(args) -> int:
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
-    neighbours = _neighbours(pools, args)
+    neighbours = _neighbours(pools, args, conflicts)
     docs = []
     worst = EXIT_CONVERGED
     with _clouds({_cloud_of(p, args) for p in pools}) as clouds:

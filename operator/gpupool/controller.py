@@ -178,6 +178,8 @@ class Controller:
         orphans = orphan_moves(snapshot, managed)
         working = [v for v in group if has_work(specs[v.name], snapshot, neighbours[v.name])]
         lock = self._move_lock(cloud_name, cloud)
+        if not (working or orphans):
+            lock.reap(snapshot)
         waiting = False
         if (working or orphans) and not lock.held:
             try:

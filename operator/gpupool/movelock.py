@@ -131,6 +131,20 @@ class MoveLock:
         with self._lock:
             self._release_locked()
 
+    def reap(self, snapshot: Snapshot) -> bool:
+        """Delete a lock its dead holder left behind (a killed run), so that nobody waits for it and
+        `openstack aggregate list` does not show it. True when one was deleted."""
+        with self._lock:
+            existing = snapshot.aggregates.get(LOCK_AGGREGATE)
+            if self._held is not None or existing is None or self._alive(holder_of(existing)):
+                return False
+            log.info("removing the move lock %s left behind", holder_of(existing).describe())
+            try:
+                return self._cloud.delete_aggregate(existing)
+            except CloudError as exc:
+                log.warning("could not remove a stale move lock (%s)", exc)
+                return False
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _claim(self) -> dict[str, str | None]:

@@ -42,7 +42,7 @@ STEPS = {
     "enable": ("PUT", SERVICE, '"enabled"'),
     # Only for hosts that did not come from the first on-demand aggregate: the pool aggregate
     # remembers (grow) or forgets (shrink) where the host came from, before it leaves its source.
-    "record-origin": ("POST", ACTION, "set_metadata"),
+    "record-origin": ("POST", ACTION, "gpupool.origin."),
 }
 MANAGED = ("L40-n3", "L40-n3-NVLink", "L40-n3-spot", "L40-n3-runpod", "Contract-L40-Customer1")
 
@@ -156,7 +156,8 @@ def test_sigkill_right_after_a_step_then_rerun_finishes_the_same_moves(
     sim.release_all()
 
     crashed = sim.state()
-    if setup.moving and step != "enable":  # the durable intent is in Nova until the move is finished
+    # The durable intent is in Nova from the disable until the move is finished.
+    if setup.moving and step not in ("check", "enable"):
         service = next(h for h in crashed["hosts"] if h["name"] == setup.moving)
         assert (service["disabled_reason"] or "").startswith("gpupool: moving"), service
 

@@ -2,8 +2,8 @@
 service disabled with gpupool's intent. The cloud or the spec then changes before the next run.
 
 Whatever changed, the next run must not leave the host outside every aggregate or disabled:
-- the spec no longer manages the target pool: the move is finished as recorded (the host joins
-  the aggregate it was on its way to, like the hosts already there, which also stay);
+- the spec no longer manages the target pool: the move is no longer needed, so it is rolled back
+  (the host returns to the aggregate it left; the hosts already in the dropped pool stay there);
 - the target aggregate was deleted: the host goes back to the aggregate it left.
 """
 
@@ -18,6 +18,7 @@ import openstack
 import openstack.config
 from reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
 
+from gpupool.intent import MoveIntent
 from novasim.testing import SimProcess
 
 ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
@@ -54,10 +55,13 @@ def stranded(sim: SimProcess, tmp_path, spot: int) -> None:
     crash_before_add(sim, write_spec(tmp_path / "pools.yaml", spec))
     state = sim.state()
     assert aggregates_holding(state, "gpu-l40-001") == []
-    assert service(state, "gpu-l40-001") == ("disabled", "gpupool: moving L40-n3 -> L40-n3-spot")
+    assert service(state, "gpu-l40-001") == (
+        "disabled",
+        MoveIntent("gpu-l40-001", "L40-n3", "L40-n3-spot").reason(),
+    )
 
 
-def test_a_move_whose_pool_left_the_spec_is_finished(start_sim, tmp_path):
+def test_a_move_whose_pool_left_the_spec_is_rolled_back(start_sim, tmp_path):
     sim = start_sim(small_fleet(on_demand=4, spot=1))
     stranded(sim, tmp_path, spot=2)
 
@@ -70,12 +74,12 @@ def test_a_move_whose_pool_left_the_spec_is_finished(start_sim, tmp_path):
 
     assert rerun.returncode == 0, rerun.stderr
     state = sim.state()
-    assert aggregates_holding(state, "gpu-l40-001") == ["L40-n3-spot"]
+    assert aggregates_holding(state, "gpu-l40-001") == ["L40-n3"]
     assert service(state, "gpu-l40-001") == ("enabled", None)
-    assert membership(state)["L40-n3-spot"] == {"gpu-l40-001", "gpu-l40-005"}  # the one already there stays
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-005"}  # the one already there stays
     moves = json.loads(rerun.stdout)["status"]["lastMoves"]
     assert [(m["host"], m["from"], m["to"], m["result"]) for m in moves] == [
-        ("gpu-l40-001", "L40-n3", "L40-n3-spot", "Moved")
+        ("gpu-l40-001", "L40-n3", "L40-n3-spot", "RolledBack")
     ]
 
 
@@ -100,5 +104,5 @@ def test_a_move_whose_target_aggregate_was_deleted_goes_back(start_sim, tmp_path
     assert rerun.returncode == 2, rerun.stderr
     assert "L40-n3-spot" in rerun.stdout
     moves = json.loads(rerun.stdout)["status"]["lastMoves"]
-    assert [(m["host"], m["result"]) for m in moves] == [("gpu-l40-001", "Failed")]
-    assert "L40-n3-spot" in moves[0]["message"] and "stays in L40-n3" in moves[0]["message"]
+    assert [(m["host"], m["result"]) for m in moves] == [("gpu-l40-001", "RolledBack")]
+    assert "back in L40-n3" in moves[0]["message"] and "L40-n3-spot no longer exists" in moves[0]["message"]

@@ -23,6 +23,9 @@ from reconcile_helpers import (
 
 ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
 SERVICE_PUT = "PUT /compute/v2.1/os-services/{service_id}"
+ALLOCATIONS = "GET /placement/resource_providers/{uuid}/allocations"
+LOCK_CREATE = "POST /compute/v2.1/os-aggregates"
+LOCK_DELETE = "DELETE /compute/v2.1/os-aggregates/{aggregate_id}"
 
 
 def all_hosts(fleet: dict) -> set[str]:
@@ -40,7 +43,7 @@ def counts(state: dict) -> dict[str, int]:
     return {name: len(hosts) for name, hosts in membership(state).items() if name in MANAGED}
 
 
-def test_grows_every_pool_with_five_nova_requests_per_move(start_sim, tmp_path):
+def test_grows_every_pool_with_seven_requests_per_move(start_sim, tmp_path):
     fleet = small_fleet(on_demand=12)
     sim = start_sim(fleet)
     sim.reset_stats()
@@ -54,9 +57,14 @@ def test_grows_every_pool_with_five_nova_requests_per_move(start_sim, tmp_path):
     assert {m["result"] for m in status["lastMoves"]} == {"Moved"}
     assert len(status["lastMoves"]) == 6
     by_route = sim.stats()["by_route"]
-    assert by_route[ACTION] == 2 * 6  # remove + add
+    # Per move: check, disable, verify (Placement), remove, add, confirm, enable.
+    assert by_route["GET /compute/v2.1/os-hypervisors/{hypervisor_id}"] == 2 * 6  # check + confirm
     assert by_route[SERVICE_PUT] == 2 * 6  # disable with intent + enable
-    assert by_route["GET /compute/v2.1/servers"] == 6  # the re-check on a disabled host
+    assert by_route[ALLOCATIONS] == 6  # the verify on a disabled host
+    # remove + add; plus the move lock: one claim (an action), one create, one delete per run.
+    assert by_route[ACTION] == 2 * 6 + 1
+    assert by_route[LOCK_CREATE] == 1 and by_route[LOCK_DELETE] == 1
+    assert "gpupool-lock" not in membership(state)
 
 
 def test_shrinks_back_to_on_demand_and_is_idempotent(start_sim, tmp_path):
@@ -319,7 +327,8 @@ def test_hosts_return_to_the_on_demand_aggregate_they_came_from(start_sim, tmp_p
         "gpupool.origin.gpu-l40-003": "L40-n3-NVLink",
         "gpupool.origin.gpu-l40-004": "L40-n3-NVLink",
     }
-    assert sim.stats()["by_route"][ACTION] == 4 * 2 + 2  # remove + add per move, 2 origin records
+    # remove + add per move, 2 origin records, and the move lock's claim
+    assert sim.stats()["by_route"][ACTION] == 4 * 2 + 2 + 1
 
     shrink = pool_spec(onDemand=on_demand)
     shrink["spec"]["pools"] = {"spot": {"hosts": 0}}
