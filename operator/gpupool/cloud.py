@@ -64,9 +64,15 @@ class CloudUnreachable(CloudError):
 class NovaRequestError(CloudError):
     """Nova refused a request in a way that is not an idempotent 'already done'."""
 
-    def __init__(self, message: str, status_code: int | None = None):
+    def __init__(self, message: str, status_code: int | None = None, attempts: int = 1):
         super().__init__(message)
         self.status_code = status_code
+        self.attempts = attempts  # how many times it was sent: after a retry, "done" may be our own doing
+
+
+class HostNotInAggregate(CloudError):
+    """The host was not in the aggregate we were removing it from, at the first try: someone else
+    changed its membership since we looked."""
 
 
 class RetryPolicy:
@@ -163,7 +169,9 @@ class Cloud:
                         "(check region_name and interface in clouds.yaml)"
                     ) from None
                 if not _is_transient(exc):
-                    raise NovaRequestError(f"{what}: {_details(exc)}", _status_code(exc)) from None
+                    raise NovaRequestError(
+                        f"{what}: {_details(exc)}", _status_code(exc), attempt + 1
+                    ) from None
                 last = exc
                 delay = self._retry.delay(attempt)
                 log.info("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
@@ -344,11 +352,15 @@ class Cloud:
             ),
         )
 
-    def remove_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
+    def remove_host(
+        self, aggregate: Aggregate, host: str, *, expect_member: bool = False
+    ) -> frozenset[str] | None:
         """Remove a host from an aggregate; 'not in the aggregate' means it is already done.
 
         Returns the aggregate's hosts as Nova answered (its response carries the whole aggregate),
-        or None when Nova said it was done already and sent no membership.
+        or None when Nova said it was done already and sent no membership. With `expect_member`,
+        a host that was not there at the first try raises HostNotInAggregate: it was not our own
+        earlier try that removed it, so someone else moved it.
         """
         try:
             answer = self._call(
@@ -357,6 +369,8 @@ class Cloud:
             )
         except NovaRequestError as exc:
             if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
+                if expect_member and exc.attempts == 1:
+                    raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more") from None
                 return None
             raise
         return answer

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .cloud import Cloud, CloudError, NovaRequestError
+from .cloud import Cloud, CloudError, HostNotInAggregate, NovaRequestError
 from .intent import MoveIntent, parse_reason
 from .inventory import Aggregate, Host, HostNow, Snapshot
 from .planner import Move, position
@@ -188,12 +188,16 @@ class _Attempt:
             if at in ("source", "both"):
                 self._enter(Step.REMOVE)
                 if self.source is not None:
-                    self._seen(self.source.name, self.cloud.remove_host(self.source, move.host))
+                    removed = self.cloud.remove_host(self.source, move.host, expect_member=True)
+                    self._seen(self.source.name, removed)
             if at in ("source", "neither"):
                 self._enter(Step.ADD)
                 if self.target is None:
                     raise CloudError(f"aggregate {move.target} no longer exists")
                 self._seen(self.target.name, self.cloud.add_host(self.target, move.host))
+        except HostNotInAggregate as exc:
+            # Someone moved it out of its source since we looked: not ours to move any more.
+            return self._moved_away(str(exc))
         except CloudError as exc:
             return self._undo(exc)
         return self._finish_in_target()
@@ -315,6 +319,17 @@ class _Attempt:
             location="source",
             refused_by=refused_by,
         )
+
+    def _moved_away(self, what: str) -> MoveResult:
+        """The host left its source behind our back before we removed it: enable it where it is
+        (if the intent on it is still ours) and leave its membership to whoever changed it."""
+        try:
+            restored = self._restore_service()
+        except CloudError as exc:
+            return self._stuck(exc, None)
+        if restored is not None:
+            return self._left_to_someone(restored, "whatever aggregate it was moved to")
+        return self._result(Outcome.SKIPPED, f"{what}: someone moved it since the plan; not moved by gpupool")
 
     def _back_in_source(self, outcome: Outcome, message: str) -> MoveResult:
         """The host never left its source: enable it again (if the intent is still ours)."""

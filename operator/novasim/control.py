@@ -67,6 +67,7 @@ class Hold:
     remaining: int
     hits: int = 0
     held: int = 0
+    path: str = ""  # the path of the request held last (the route with its ids)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -89,6 +90,7 @@ class Hold:
             "hits": self.hits,
             "held": self.held,
             "released": self.released.is_set(),
+            "path": self.path,
         }
 
 
@@ -156,9 +158,10 @@ class Control:
 
     # -- holds, used by the HTTP middleware ---------------------------------------------------
 
-    async def maybe_hold(self, method: str, route: str, body: bytes) -> None:
+    async def maybe_hold(self, method: str, route: str, body: bytes, path: str = "") -> None:
         for hold in self.holds.values():
             if hold.matches(method, route, body):
+                hold.path = path
                 hold.remaining -= 1
                 hold.hits += 1
                 hold.held += 1

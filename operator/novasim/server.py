@@ -172,7 +172,7 @@ class Simulator:
         response = await handler(request)
         route = request.match_info.route.resource
         if route is not None:
-            await self.control.maybe_hold(request.method, route.canonical, body)
+            await self.control.maybe_hold(request.method, route.canonical, body, request.path)
         return response
 
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> web.AppRunner:

@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupool.cloud import CloudError, NovaRequestError
+from gpupool.cloud import CloudError, HostNotInAggregate, NovaRequestError
 from gpupool.inventory import Aggregate, Host, HostNow, Snapshot
 
 
@@ -142,11 +142,15 @@ class FakeNova:
             raise NovaRequestError(f"{what}: Aggregate {aggregate.id} could not be found.", 404)
         return found
 
-    def remove_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
+    def remove_host(
+        self, aggregate: Aggregate, host: str, *, expect_member: bool = False
+    ) -> frozenset[str] | None:
         what = f"remove {host} from {aggregate.name}"
         self._enter("remove", what)
         agg = self._aggregate(aggregate, what)
         if host not in agg.hosts:
+            if expect_member:
+                raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more")
             self._leave("remove", what)
             return None
         agg.hosts.discard(host)
