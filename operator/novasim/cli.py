@@ -7,10 +7,13 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .control import Faults
-from .fleet import FleetError, load_fleet
-from .server import Simulator, clouds_entry, write_clouds_yaml
+if TYPE_CHECKING:
+    from .server import Simulator
+
+# The server (aiohttp) is imported only when it runs: `gpupool --help` and every other gpupool
+# command build this subcommand's arguments, and should not pay for a web server they never start.
 
 DEFAULT_FLEET = Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml"
 
@@ -45,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .control import Faults
+    from .fleet import FleetError, load_fleet
+    from .server import Simulator
+
     try:
         fleet = load_fleet(args.fleet)
     except FleetError as exc:
@@ -70,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(sim: Simulator, args: argparse.Namespace) -> None:
+    from .server import clouds_entry, write_clouds_yaml
+
     runner = await sim.start(port=args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
