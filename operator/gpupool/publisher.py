@@ -129,9 +129,15 @@ class StatusPublisher:
             move = flight.move
             if move.host not in self._started:
                 self._started.add(move.host)
-                # A move's first step is to record its intent; one that begins further on was
+                # A move's first step is the check before its disable; one that begins further on was
                 # started by a process that died (or a leader that lost its lease): say so.
-                if flight.step is Step.DISABLE:
+                if flight.rolling_back is not None:
+                    reason = "MoveRollingBack"
+                    message = (
+                        f"rolling back the move of {move.host} from {move.source} to {move.target}: "
+                        f"it {flight.rolling_back}"
+                    )
+                elif flight.step in (Step.CHECK, Step.DISABLE):
                     reason, message = "MoveStarted", f"moving {move.host} from {move.source} to {move.target}"
                 else:
                     reason = "MoveResumed"

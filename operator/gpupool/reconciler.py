@@ -50,6 +50,8 @@ class InFlight:
     since: float
     # Left with gpupool's intent when the pass ended: the next pass resumes it.
     stuck: bool = False
+    # A half-done move going back to its source (see planner.triage_resumed), and why.
+    rolling_back: str | None = None
 
 
 @dataclass
@@ -307,6 +309,7 @@ class _Pass:
         self.refusing: dict[str, str] = {}  # aggregate -> Nova's answer
         self.stuck: list[Move] = []  # moves that kept their intent: still in flight
         self.steps: dict[str, InFlight] = {}
+        self.rolling: dict[str, str] = {}  # host -> why its half-done move is rolled back
         self.touched: set[str] = set()
         self.seen_at: dict[str, float] = {}
         self.running: dict[Future[MoveResult], tuple[Move, str | None]] = {}
@@ -387,6 +390,8 @@ class _Pass:
             else:
                 move, why = self.queue.popleft(), None
             self.touched.add(move.host)
+            if why is not None:
+                self.rolling[move.host] = why  # before it starts: its first step reports it
             if why is None:
                 future = pool.submit(self.mover.run, move, self.snapshot)
             else:
@@ -396,7 +401,7 @@ class _Pass:
 
     def _on_step(self, move: Move, step: Step) -> None:
         since = self.steps[move.host].since if move.host in self.steps else self.clock()
-        self.steps[move.host] = InFlight(move, step, since)
+        self.steps[move.host] = InFlight(move, step, since, rolling_back=self.rolling.get(move.host))
         self.report.in_flight = list(self.steps.values())
         self.notify(self.report)
 
