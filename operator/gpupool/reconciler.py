@@ -320,8 +320,9 @@ class _Pass:
         self.touched.update(m.host for m in resumed)
         self.queue: collections.deque[Move] = collections.deque()
         self.report = PassReport(
-            # A dry run shows every move the spec needs, not only the first maxConcurrentMoves.
-            plan=self._plan(all_moves=spec.dry_run),
+            # Paused and dry-run resources show every move the spec needs, not only the first
+            # maxConcurrentMoves.
+            plan=self._plan(all_moves=not self.may_start_new),
             paused=spec.paused,
             dry_run=spec.dry_run,
         )

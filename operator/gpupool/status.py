@@ -44,8 +44,11 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
     )
     if report.paused or report.dry_run:
         word, field_ = ("Paused", "spec.paused") if report.paused else ("DryRun", "spec.dryRun")
+        running = [f for f in report.in_flight if not f.stuck]
         if stuck:
             ready = ("Ready", "False", word, f"{word.lower()}: {half_done}")
+        elif running:
+            ready = ("Ready", "False", word, f"{word.lower()}: finishing {len(running)} half-done move(s)")
         elif moving or blockers:
             what = f"{len(plan.moves)} move(s) needed, none made" if plan.moves else first_blocker.message  # type: ignore[union-attr]
             ready = ("Ready", "False", word, f"{'paused' if report.paused else 'dry run'}: {what}")

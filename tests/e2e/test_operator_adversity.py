@@ -1,0 +1,215 @@
+"""The operator under adversity: what it adds to the engine's rules (tests/sim/test_adversity.py).
+
+A bad resource never cuts a round short for the others; paused resources still finish what was
+half-done; a Retain resource deleted mid-move leaves no host stranded; two resources that share a
+host both say so; the CLI and the operator never move hosts on one cloud at the same time.
+Real `gpupool run`, a real kube-apiserver driven with kubectl, novasim over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+from operator_helpers import (
+    GPUPOOL,
+    REPO,
+    OperatorProcess,
+    condition,
+    delete_all_pools,
+    disabled_by_gpupool,
+    events,
+    ghp,
+    members,
+    wait_for,
+)
+
+from novasim.testing import SimProcess
+
+pytestmark = pytest.mark.e2e
+
+ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
+FLEET = {
+    "aggregates": [
+        {"name": "L40-n3", "hosts": ["gpu-l40-[001-008]"]},
+        {"name": "L40-n3-NVLink", "hosts": ["gpu-l40-008", "gpu-l40-009", "gpu-l40-010"]},
+        {"name": "L40-n3-spot", "hosts": []},
+        {"name": "L40-n3-NVLink-spot", "hosts": []},
+    ]
+}
+
+
+@pytest.fixture
+def cloud(kube, tmp_path):
+    """(sim, operator): novasim and one `gpupool run` on it; everything cleaned up after."""
+    kube.kubectl("apply", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+    sim = SimProcess(FLEET, tmp_path / "sim").start()
+    operators = [OperatorProcess(kube, sim, tmp_path, interval=30, identity="op")]
+
+    def successor() -> OperatorProcess:
+        """Another replica in the same peering: it takes over once the first is gone."""
+        operators.append(
+            OperatorProcess(
+                kube,
+                sim,
+                tmp_path,
+                interval=30,
+                identity=f"op-{len(operators) + 1}",
+                peering=operators[0].peering,
+            )
+        )
+        return operators[-1]
+
+    sim.successor = successor
+    yield sim, operators[0]
+    for operator in operators:
+        operator.stop()
+    delete_all_pools(kube)
+    sim.stop()
+    for operator in operators:
+        print(f"----- {operator.identity} log (tail) -----\n" + "\n".join(operator.log().splitlines()[-30:]))
+
+
+def ready(kube, name: str) -> tuple[str, str]:
+    found = condition(kube, name)
+    return found.get("status", ""), found.get("reason", "")
+
+
+def test_one_bad_resource_never_holds_up_the_others(cloud, kube):
+    sim, _ = cloud
+    # Valid for the API server (each name is short enough), not for a move's record in Nova.
+    too_long = ghp(
+        "too-long",
+        gpuType="L40",
+        cloud="sim",
+        onDemand={"aggregates": ["L40-n3-NVLink"]},
+        pools={"contracts": [{"aggregate": "Contract-" + "x" * 230, "hosts": 1}]},
+    )
+    good = ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 2}})
+    kube.apply(too_long + "---\n" + good)
+    wait_for("l40 Ready", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
+    status, reason = wait_for(
+        "too-long refused", lambda: ready(kube, "too-long")[1] and ready(kube, "too-long")
+    )
+    assert (status, reason) == ("False", "InvalidSpec")
+    message = condition(kube, "too-long")["message"]
+    assert "onDemand.aggregates[0] and spec.pools.contracts[0].aggregate" in message
+    assert "shorten one of the names" in message
+    assert len(members(sim)["L40-n3-spot"]) == 2
+
+
+def test_hosts_two_resources_share_are_never_moved_and_both_say_so(cloud, kube):
+    sim, _ = cloud
+    kube.apply(
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 8}})
+        + "---\n"
+        + ghp(
+            "l40-nvlink",
+            gpuType="L40",
+            cloud="sim",
+            onDemand={"aggregates": ["L40-n3-NVLink"]},
+            pools={"spot": {"aggregate": "L40-n3-NVLink-spot", "hosts": 3}},
+        )
+    )
+    for name in ("l40", "l40-nvlink"):
+        wait_for(
+            f"{name} blocked",
+            lambda n=name: any(b["reason"] == "HostShared" for b in (_status(kube, n).get("blockers") or ())),
+            timeout=60,
+        )
+        (shared,) = [b for b in _status(kube, name)["blockers"] if b["reason"] == "HostShared"]
+        assert "gpu-l40-008" in shared["message"]
+        assert "'l40'" in shared["message"] and "'l40-nvlink'" in shared["message"]
+        assert ready(kube, name)[0] == "False"
+    nova = members(sim)
+    assert "gpu-l40-008" in nova["L40-n3"] and "gpu-l40-008" in nova["L40-n3-NVLink"]
+    assert "gpu-l40-008" not in nova["L40-n3-spot"] | nova["L40-n3-NVLink-spot"]
+
+
+def test_a_paused_resource_finishes_a_half_done_move_and_starts_none(cloud, kube, tmp_path):
+    sim, operator = cloud
+    hold = sim.hold("POST", ACTION, body_contains="remove_host")
+    kube.apply(
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 3}}, policy={"maxConcurrentMoves": 1})
+    )
+    sim.wait_held(hold, timeout=60)
+    operator.kill()  # killed right after the host left L40-n3
+    sim.release_all()
+    assert disabled_by_gpupool(sim) == ["gpu-l40-001"]
+    kube.kubectl("patch", "ghp", "l40", "--type=merge", "-p", '{"spec":{"paused":true}}')
+    sim.successor()
+    wait_for("the half-done move finished", lambda: not disabled_by_gpupool(sim), timeout=60)
+    nova = members(sim)
+    assert nova["L40-n3-spot"] == {"gpu-l40-001"}  # finished, and nothing new started
+    status, reason = wait_for(
+        "Ready settled", lambda: ready(kube, "l40")[1] == "Paused" and ready(kube, "l40")
+    )
+    assert status == "False"  # spot wants 3 and holds 1: paused, not done
+    assert "2 move(s) needed, none made" in condition(kube, "l40")["message"]
+    assert not (_status(kube, "l40").get("inFlight") or [])
+
+
+def test_a_retain_resource_deleted_mid_move_strands_no_host(cloud, kube, tmp_path):
+    sim, operator = cloud
+    hold = sim.hold("POST", ACTION, body_contains="remove_host")
+    kube.apply(
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 2}}, policy={"maxConcurrentMoves": 1})
+    )
+    sim.wait_held(hold, timeout=60)
+    operator.kill()
+    sim.release_all()
+    assert disabled_by_gpupool(sim) == ["gpu-l40-001"]  # in no aggregate, disabled with our intent
+    kube.kubectl("delete", "ghp", "l40", "--wait=true", "--timeout=30s")  # Retain: no finalizer
+    # A resource on the same cloud keeps the operator visiting it.
+    kube.apply(ghp("nvlink", gpuType="L40", cloud="sim", onDemand={"aggregates": ["L40-n3-NVLink"]}))
+    sim.successor()
+    wait_for("the orphaned move rolled back", lambda: not disabled_by_gpupool(sim), timeout=60)
+    assert "gpu-l40-001" in members(sim)["L40-n3"]
+    host = next(h for h in sim.state()["hosts"] if h["name"] == "gpu-l40-001")
+    assert (host["status"], host["disabled_reason"]) == ("enabled", None)
+
+
+def test_the_cli_waits_while_the_operator_moves_hosts(cloud, kube, tmp_path):
+    sim, operator = cloud
+    hold = sim.hold("POST", ACTION, body_contains="add_host")
+    kube.apply(
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 2}}, policy={"maxConcurrentMoves": 1})
+    )
+    sim.wait_held(hold, timeout=60)  # the operator holds the lock and is mid-move
+    spec = tmp_path / "pools.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gpupool.io/v1alpha1",
+                "kind": "GpuHostPool",
+                "metadata": {"name": "l40-cli"},
+                "spec": {"gpuType": "L40", "cloud": "sim", "pools": {"spot": {"hosts": 2}}},
+            }
+        )
+    )
+    cli = subprocess.run(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json", "--wait", "2"],
+        env={**os.environ, **sim.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    sim.release_all()
+    assert cli.returncode == 2, cli.stderr
+    assert "another gpupool process is moving hosts on this cloud: gpupool operator op" in cli.stderr
+    status = json.loads(cli.stdout)["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "OtherProcessMoving"
+    assert status["lastMoves"] == []  # it moved nothing, and claims nothing
+    wait_for("l40 Ready", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
+    finished = [e for e in events(kube, "l40") if e["reason"] == "MoveFinished"]
+    assert len(finished) == 2
+    assert "gpupool-lock" not in members(sim)  # released once the operator had nothing left to do
+
+
+def _status(kube, name: str) -> dict:
+    proc = kube.kubectl("get", "ghp", name, "-o", "json", check=False)
+    return (json.loads(proc.stdout).get("status") or {}) if proc.returncode == 0 else {}
