@@ -317,15 +317,6 @@ class Cloud:
 
         return self._call(f"read the Placement allocations of {host.name}", read)
 
-    def instances_on(self, host: str) -> int:
-        """Authoritative: does any instance, in any state, sit on this host? (0 or 1, one request)."""
-
-        def query() -> int:
-            body = self._get_json(f"/servers?all_tenants=1&host={quote(host)}&limit=1")
-            return len(body.get("servers", []))
-
-        return self._call(f"list instances on {host}", query)
-
     # -- move steps ---------------------------------------------------------------------------
 
     def disable_service(self, host: Host, reason: str) -> None:

@@ -175,26 +175,35 @@ class MoveLock:
         return True
 
     def _start_renewing(self) -> None:
+        # One renewer per hold: a new Event each time, so a renewer of an earlier hold never
+        # wakes up to renew this one.
+        self._renewing = threading.Event()
         self._renewing.set()
-        self._renewer = threading.Thread(target=self._renew, name="movelock", daemon=True)
+        self._renewer = threading.Thread(
+            target=self._renew, args=(self._renewing,), name="movelock", daemon=True
+        )
         self._renewer.start()
 
-    def _renew(self) -> None:
-        while self._renewing.is_set():
+    def _renew(self, renewing: threading.Event) -> None:
+        while renewing.is_set():
             time.sleep(min(1.0, self._ttl_s / 30))
+            if not renewing.is_set():
+                return
             with self._lock:
                 held = self._held
-                due = held is not None and self._due()
-                if due and held is not None:
-                    try:
-                        self._cloud.set_aggregate_metadata(
-                            held, {_KEY_EXPIRES: _stamp(self._clock() + self._ttl_s)}
-                        )
-                        self._renewed_at = self._clock()
-                    except CloudError as exc:
-                        log.warning("could not renew the move lock (%s); trying again", exc)
+                if held is None or not (self._due() or not self._claimed):
+                    continue
+                # The whole claim while it has not been written yet, else only its new expiry.
+                expiry = {_KEY_EXPIRES: _stamp(self._clock() + self._ttl_s)}
+                try:
+                    self._cloud.set_aggregate_metadata(held, expiry if self._claimed else self._claim())
+                    self._renewed_at = self._clock()
+                    self._claimed = True
+                except CloudError as exc:
+                    log.warning("could not renew the move lock (%s); trying again", exc)
 
     _renewed_at = 0.0
+    _claimed = False
 
     def _due(self) -> bool:
         return self._clock() - self._renewed_at >= self._ttl_s / 3

@@ -371,9 +371,9 @@ class _Pass:
                     free = max(0, self.bound - len(self._in_flight_moves()))
                     report.plan = replace(everything, moves=tuple(everything.moves[:free]))
                 if self.stop() or self.breaker.why is not None:
+                    # Nothing more starts: half-done moves not yet started wait for the next round.
                     self.queue.clear()
-                    if self.stop():
-                        self.resumed.clear()
+                    self.resumed.clear()
                 self._start(pool)
                 if not self.running:
                     break

@@ -8,6 +8,7 @@ to count what the operator asked of it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import random
 import time
@@ -131,10 +132,23 @@ class Control:
         self.stats = Stats()
         self.holds: dict[int, Hold] = {}
         self._hold_ids = itertools.count(1)
+        # Every request in the order it was applied (the /_sim ones too, but not journal reads):
+        # tests read it to tell who changed what first.
+        self.journal: collections.deque[dict] = collections.deque(maxlen=20_000)
+        self._journal_seq = itertools.count(1)
+
+    def record(self, method: str, path: str, body: bytes, status: int) -> None:
+        if path == "/_sim/journal":
+            return
+        text = body[:500].decode("utf-8", errors="replace") if body else ""
+        self.journal.append(
+            {"seq": next(self._journal_seq), "method": method, "path": path, "body": text, "status": status}
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/_sim/stats", self.get_stats),
+            web.get("/_sim/journal", self.get_journal),
             web.post("/_sim/stats/reset", self.reset_stats),
             web.get("/_sim/state", self.get_state),
             web.get("/_sim/faults", self.get_faults),
@@ -173,6 +187,9 @@ class Control:
                 return
 
     # -- handlers -----------------------------------------------------------------------------
+
+    async def get_journal(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": list(self.journal)})
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.view())

@@ -166,10 +166,13 @@ class Simulator:
 
     @web.middleware
     async def _hold(self, request: web.Request, handler):
-        if request.path.startswith("/_sim") or not self.control.holds:
-            return await handler(request)
-        body = await request.read()
+        """Innermost: the request has been applied when the handler returns. It is written into the
+        journal in that order, then its answer may be held back."""
         response = await handler(request)
+        body = await request.read()  # what the handler read (aiohttp keeps it), or the rest now
+        self.control.record(request.method, request.path, body, response.status)
+        if request.path.startswith("/_sim") or not self.control.holds:
+            return response
         route = request.match_info.route.resource
         if route is not None:
             await self.control.maybe_hold(request.method, route.canonical, body, request.path)

@@ -135,6 +135,10 @@ class SimProcess:
                 f"{method} /_sim{path}: {exc.code} {exc.read().decode(errors='replace')}"
             ) from None
 
+    def journal(self) -> list[dict]:
+        """Every request in the order novasim applied it: {seq, method, path, body, status}."""
+        return self._call("GET", "/journal")["requests"]
+
     def stats(self) -> dict:
         return self._call("GET", "/stats")
 

@@ -317,6 +317,52 @@ def test_an_instance_landing_before_the_enable_holds_the_host_disabled_in_its_ta
     )
 
 
+def _disable_held(sim, tmp_path):
+    """Start a run for one spot host and hold the answer to its disable of gpu-l40-001."""
+    hold = sim.hold("PUT", SERVICE, body_contains='"disabled"')
+    run = background(sim, tmp_path, pool_spec(spot=1, policy={"maxConcurrentMoves": 1}))
+    sim.wait_held(hold)
+    return run
+
+
+def test_a_build_scheduled_before_the_disable_and_claimed_late_aborts_the_move(start_sim, tmp_path):
+    """The scheduler placed a server on the host just before the disable; its compute has not
+    claimed it yet (no host on the instance), but Placement already holds its allocation."""
+    sim = start_sim(small_fleet(on_demand=4))
+    run = _disable_held(sim, tmp_path)
+    build = sim.schedule_build("gpu-l40-001", name="late-train")
+    sim.release_all()
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 0, err
+    state = sim.state()
+    assert where(state, "gpu-l40-001") == ["L40-n3"] and service(state, "gpu-l40-001") == ("enabled", None)
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-002"}
+    results = [(m["host"], m["result"]) for m in json.loads(out)["status"]["lastMoves"]]
+    assert results == [("gpu-l40-001", "Aborted"), ("gpu-l40-002", "Moved")]
+    assert build in json.loads(out)["status"]["lastMoves"][0]["message"]
+    sim.claim_build(build)  # it lands where it was scheduled: in on-demand, as its customer expects
+    assert where(sim.state(), "gpu-l40-001") == ["L40-n3"]
+
+
+def test_an_incoming_migration_aborts_the_move(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=4, busy=("gpu-l40-004",))
+    sim = start_sim(fleet)
+    instance = next(h for h in sim.state()["hosts"] if h["name"] == "gpu-l40-004")["instances"][0]["id"]
+    run = _disable_held(sim, tmp_path)
+    migration = sim.start_migration(instance, "gpu-l40-001")  # a live migration onto the host
+    sim.release_all()
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 0, err
+    state = sim.state()
+    assert where(state, "gpu-l40-001") == ["L40-n3"] and service(state, "gpu-l40-001") == ("enabled", None)
+    results = [(m["host"], m["result"]) for m in json.loads(out)["status"]["lastMoves"]]
+    assert results[0] == ("gpu-l40-001", "Aborted")
+    sim.finish_migration(migration)
+    assert where(sim.state(), "gpu-l40-001") == ["L40-n3"]
+
+
 # -- 9. Exclusions that protect nothing --------------------------------------------------------------
 
 

@@ -168,8 +168,37 @@ def act(scenario: Scenario, sim: SimProcess, run: subprocess.Popen, held_path: s
 # -- the rules -------------------------------------------------------------------------------------
 
 
-def check_rules(scenario: Scenario, before: dict, after: dict, code: int | None, output: dict | None) -> None:
+def raced(journal: list[dict], state: dict, host: str) -> bool:
+    """Whether the adversary's last change to `host`'s service fell between gpupool's read of it
+    (check or confirm) and gpupool's write (disable or enable): the one-request windows Nova's lack
+    of compare-and-set leaves (docs/architecture.md). The journal says who went first."""
+    entry = next(h for h in state["hosts"] if h["name"] == host)
+    read = f"/os-hypervisors/{entry['provider']['uuid']}"
+    write = f"/os-services/{entry['service_id']}"
+    ours_changed = [i for i, r in enumerate(journal) if r["path"] == f"/_sim/hosts/{host}/service"]
+    if not ours_changed:
+        return False
+    theirs = ours_changed[-1]
+    last_read = max((i for i, r in enumerate(journal[:theirs]) if r["path"].endswith(read)), default=None)
+    if last_read is None:
+        return False
+    writes_between = [
+        r for r in journal[last_read:theirs] if r["method"] == "PUT" and r["path"].endswith(write)
+    ]
+    write_after = any(r["method"] == "PUT" and r["path"].endswith(write) for r in journal[theirs:])
+    return not writes_between and write_after
+
+
+def check_rules(
+    scenario: Scenario,
+    before: dict,
+    after: dict,
+    code: int | None,
+    output: dict | None,
+    journal: list[dict] | None = None,
+) -> None:
     where = f"seed {scenario.seed} ({'; '.join(scenario.log) or 'no adversary'})"
+    journal = journal or []
     places_before = _places(before)
     places = _places(after)
     services = {h["name"]: h for h in after["hosts"]}
@@ -185,7 +214,7 @@ def check_rules(scenario: Scenario, before: dict, after: dict, code: int | None,
                 f"{where}: {host} is in no pool ({reason!r})"
             )
         hand = scenario.disabled_by_hand.get(host)
-        if hand is not None and host not in scenario.moved_by_hand:
+        if hand is not None and host not in scenario.moved_by_hand and not raced(journal, after, host):
             # Disabled by someone else before we touched it: left exactly as they set it.
             assert reason == hand, f"{where}: {host} was disabled with {hand!r}, now {reason!r}"
             assert services[host]["status"] == "disabled", f"{where}: {host} was enabled by gpupool"
@@ -282,7 +311,7 @@ def run_scenario(seed: int, workdir) -> None:
             code, output, err = finish(run)
         sim.clear_faults()
         assert "Traceback" not in err, f"seed {seed}: {err}"
-        check_rules(scenario, before, sim.state(), code, output)
+        check_rules(scenario, before, sim.state(), code, output, sim.journal())
 
         if code == 0:
             return  # converged, and the rules held: a second run would find nothing to do
@@ -292,7 +321,7 @@ def run_scenario(seed: int, workdir) -> None:
         assert code in (0, 2), f"seed {seed}: exit {code}: {err}"
         assert "Traceback" not in err, f"seed {seed}: {err}"
         after = sim.state()
-        check_rules(scenario, before, after, code, output)
+        check_rules(scenario, before, after, code, output, sim.journal())
         busy = {h["name"] for h in after["hosts"] if h["instances"]}
         left = {h["name"] for h in after["hosts"] if parse_reason(h["name"], h.get("disabled_reason"))}
         assert left <= busy, (
