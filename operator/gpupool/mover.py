@@ -133,6 +133,10 @@ class Mover:
         """Put the host of a half-done move back into its source and enable it again."""
         return _Attempt(self, move, snapshot).roll_back(why)
 
+    def release(self, move: Move, snapshot: Snapshot, why: str) -> MoveResult:
+        """A half-done move whose host someone placed elsewhere: enable it there, move nothing."""
+        return _Attempt(self, move, snapshot).release(why)
+
 
 class _Attempt:
     """One move from wherever it stands to its end, and the way back when a step fails."""
@@ -277,6 +281,19 @@ class _Attempt:
             f"{move.host} back in {move.source}, enabled: the move to {move.target} {why}",
             location="source",
             enabled=True,
+        )
+
+    def release(self, why: str) -> MoveResult:
+        self._enter(Step.CONFIRM)
+        try:
+            restored = self._restore_service()
+        except CloudError as exc:
+            return self._stuck(exc, None)
+        if restored is not None:
+            return self._left_to_someone(restored, "the aggregate it was put in")
+        return self._result(
+            Outcome.INTERRUPTED,
+            f"{self.move.host} {why}: left there and enabled again; gpupool moved it no further",
         )
 
     def _undo(self, error: CloudError) -> MoveResult:

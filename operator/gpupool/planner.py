@@ -251,7 +251,7 @@ def plan(
     `all_moves`: every move still needed, in the order successive plans would pick them if each
     succeeds, instead of only as many as `maxConcurrentMoves` allows to start now.
     `neighbours`: the other GpuHostPools on this cloud; a host also in one of their aggregates is
-    never moved. `held_back`: {host: why} hosts a pass set aside (FAILED_THIS_PASS, CHANGED).
+    never moved. `held_back`: {host: why} hosts a pass set aside (failed_this_pass(...), CHANGED).
     `refusing`: {aggregate: Nova's answer} aggregates that refused a step for good this pass.
     """
     in_flight = tuple(in_flight)
@@ -351,9 +351,14 @@ class Triage:
 
     finish: tuple[Move, ...]
     roll_back: tuple[tuple[Move, str], ...]  # (move, why it is no longer needed)
+    # Someone put the host into another pool's aggregate mid-move: where they put it stands; the
+    # host is only enabled again (if it still carries our intent), and that is reported.
+    release: tuple[tuple[Move, str], ...] = ()
 
 
-def triage_resumed(spec: GpuHostPoolSpec, snapshot: Snapshot, resumed: Sequence[Move]) -> Triage:
+def triage_resumed(
+    spec: GpuHostPoolSpec, snapshot: Snapshot, resumed: Sequence[Move], neighbours: Neighbours | None = None
+) -> Triage:
     """Finish the half-done moves the spec still needs; roll the others back.
 
     Finishing a move the plan would then undo would put the host in the wrong pool, enabled, for a
@@ -369,11 +374,20 @@ def triage_resumed(spec: GpuHostPoolSpec, snapshot: Snapshot, resumed: Sequence[
         name: len(snapshot.aggregates[name].hosts - moving) for name in desired if name in snapshot.aggregates
     }
     excluded = set(spec.policy.exclude_hosts)
+    pools = {m.name for m in spec.managed_aggregates()} | set(neighbours.others if neighbours else ())
     finish: list[Move] = []
     back: list[tuple[Move, str]] = []
+    release: list[tuple[Move, str]] = []
     stage = {"target": 0, "both": 1, "neither": 2, "source": 3}
     for move in sorted(resumed, key=lambda m: (stage[position(m, snapshot)], natural_key(m.host))):
-        if move.host in excluded:
+        elsewhere = [
+            name
+            for name in sorted(pools - {move.source, move.target})
+            if name in snapshot.aggregates and move.host in snapshot.aggregates[name].hosts
+        ]
+        if elsewhere:
+            release.append((move, f"was put into {', '.join(elsewhere)} by someone else mid-move"))
+        elif move.host in excluded:
             back.append((move, f"was cancelled: {move.host} is in policy.excludeHosts now"))
         elif move.target in have:  # a grow into a pool the spec manages
             if have[move.target] < desired[move.target]:
@@ -395,7 +409,7 @@ def triage_resumed(spec: GpuHostPoolSpec, snapshot: Snapshot, resumed: Sequence[
             finish.append(move)  # the pool's aggregate is gone: the mover takes the host where it can
         else:
             back.append((move, "is no longer needed: the spec does not manage that pool any more"))
-    return Triage(tuple(finish), tuple(back))
+    return Triage(tuple(finish), tuple(back), tuple(release))
 
 
 def position(move: Move, snapshot: Snapshot) -> str:
@@ -683,7 +697,13 @@ def _words(reason: str, count: int) -> str:
     words = _REASON_WORDS.get(reason)
     if words is not None:
         return words[count != 1]
-    return f"{'is' if count == 1 else 'are'} {reason}"
+    return reason  # a phrase of the pass's own, e.g. failed_this_pass(...) with Nova's answer
+
+
+def failed_this_pass(message: str) -> str:
+    """Why a host the pass could not move is held back, with Nova's answer (shortened)."""
+    short = message if len(message) <= 160 else message[:157] + "..."
+    return f"{_REASON_WORDS[FAILED_THIS_PASS][0]} ({short})"
 
 
 def _pools_state(

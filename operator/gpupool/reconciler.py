@@ -26,10 +26,10 @@ from .inventory import Aggregate, Snapshot
 from .mover import Mover, MoveResult, Outcome, Step, resume_step
 from .planner import (
     CHANGED,
-    FAILED_THIS_PASS,
     Move,
     Neighbours,
     Plan,
+    failed_this_pass,
     plan,
     triage_resumed,
     with_origin_record,
@@ -314,9 +314,12 @@ class _Pass:
         self.seen_at: dict[str, float] = {}
         self.running: dict[Future[MoveResult], tuple[Move, str | None]] = {}
         resumed = recover_in_flight(spec, snapshot)
-        triage = triage_resumed(spec, snapshot, resumed)
-        # (move, why it is rolled back, or None to finish it), in the order they start.
-        self.resumed = collections.deque([(m, None) for m in triage.finish] + list(triage.roll_back))
+        triage = triage_resumed(spec, snapshot, resumed, neighbours)
+        # (move, why it is rolled back or released, or None to finish it), in the order they start.
+        self.resumed = collections.deque(
+            [(m, None) for m in triage.finish] + list(triage.roll_back) + list(triage.release)
+        )
+        self.released = {m.host for m, _ in triage.release}
         self.touched.update(m.host for m in resumed)
         self.queue: collections.deque[Move] = collections.deque()
         self.report = PassReport(
@@ -333,8 +336,10 @@ class _Pass:
     # -- planning ---------------------------------------------------------------------------------
 
     def _in_flight_moves(self) -> list[Move]:
-        moves = [m if why is None else _reversed(m) for m, why in self.running.values()]
-        moves += [m if why is None else _reversed(m) for m, why in self.resumed]
+        """Moves under way as the planner should count them: done, or on their way back (a
+        released host stays where someone put it, and is not counted as moving)."""
+        pending = [*self.running.values(), *self.resumed]
+        moves = [m if why is None else _reversed(m) for m, why in pending if m.host not in self.released]
         return moves + self.stuck
 
     def _plan(self, *, all_moves: bool) -> Plan:
@@ -391,10 +396,12 @@ class _Pass:
             else:
                 move, why = self.queue.popleft(), None
             self.touched.add(move.host)
-            if why is not None:
+            if why is not None and move.host not in self.released:
                 self.rolling[move.host] = why  # before it starts: its first step reports it
             if why is None:
                 future = pool.submit(self.mover.run, move, self.snapshot)
+            elif move.host in self.released:
+                future = pool.submit(self.mover.release, move, self.snapshot, why)
             else:
                 future = pool.submit(self.mover.roll_back, move, self.snapshot, why)
             self.running[future] = (move, why)
@@ -422,7 +429,7 @@ class _Pass:
         elif result.outcome is Outcome.SKIPPED:
             self.held_back[move.host] = CHANGED
         elif result.outcome in (Outcome.FAILED, Outcome.ABORTED):
-            self.held_back[move.host] = FAILED_THIS_PASS
+            self.held_back[move.host] = failed_this_pass(result.message)
         if result.refused_by is not None:
             self.refusing[result.refused_by] = result.message
         applied = apply_result(self.snapshot, result)

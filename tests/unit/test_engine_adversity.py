@@ -386,3 +386,30 @@ def test_a_target_that_refuses_is_not_tried_again_in_the_same_pass():
     assert len(refused) == 1
     assert any(b.reason == "AggregateRefused" for b in report.plan.blockers)
     assert ours(nova) == [] and all(s.status == "enabled" for s in nova.services.values())
+
+
+def test_a_host_that_failed_is_named_with_novas_answer_not_called_excluded():
+    nova = fleet(on_demand=4)
+    nova.fail = lambda call, phase: call == "remove" and phase == "before" and "gpu-01" in nova.calls[-1][1]
+    report = run(nova, spec(pools={"spot": {"hosts": 4}}, policy={"maxConcurrentMoves": 1}))
+    assert nova.aggregates["L40-n3-spot"].hosts == {"gpu-02", "gpu-03", "gpu-04"}
+    (blocker,) = report.plan.blockers
+    assert blocker.reason == "NotEnoughMovableHosts"
+    assert (
+        "1 failed to move this pass (remove gpu-01 from L40-n3: still failing after 5 attempts"
+        in blocker.message
+    )
+    assert "excluded" not in blocker.message
+
+
+def test_a_host_someone_put_in_another_pool_mid_move_stays_there_and_is_reported():
+    nova = FakeNova({"L40-n3": hosts(4), "L40-n3-spot": [], "L40-n3-runpod": []})
+    nova.services["gpu-01"].status = "disabled"
+    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot").reason()
+    nova.aggregates["L40-n3"].hosts.discard("gpu-01")
+    nova.aggregates["L40-n3-runpod"].hosts.add("gpu-01")  # a person, while the move was half-done
+    report = run(nova, spec(pools={"spot": {"hosts": 1}, "runpod": {"hosts": 1}}))
+    assert nova.where("gpu-01") == ["L40-n3-runpod"] and nova.services["gpu-01"].status == "enabled"
+    assert report.results[0].outcome is Outcome.INTERRUPTED
+    assert "put into L40-n3-runpod by someone else" in report.results[0].message
+    assert nova.aggregates["L40-n3-spot"].hosts == {"gpu-02"}
