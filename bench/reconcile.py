@@ -98,7 +98,7 @@ def gpupool_reconcile(tmp: Path, concurrency: int) -> dict:
         wall = time.perf_counter() - start
         if result.returncode != 0:
             raise SystemExit(f"gpupool reconcile failed ({result.returncode}):\n{result.stderr}")
-        pools = json.loads(result.stdout)["status"]["pools"]
+        pools = json.loads(result.stdout)[0]["status"]["pools"]
         stats = sim.stats()
     by_route = stats["by_route"]
     steps = sum(n for route, n in by_route.items() if route in MOVE_ROUTES)

@@ -20,24 +20,65 @@ import yaml
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_BLOCKED = 2
+EXIT_USAGE = 64  # sysexits' EX_USAGE: a mistyped command line is not "blocked" (2)
+# A run that would move more hosts than this asks first, on a terminal (`--yes` to skip).
+ASK_ABOVE = 5
 
 
 class UserError(Exception):
     """Something the user can fix; the message says how."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 64 (2 means "blocked" for gpupool)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message}\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gpupool-operator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _add_cloud_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--os-cloud",
-        default=os.environ.get("OS_CLOUD"),
+        default=None,
         metavar="NAME",
-        help="clouds.yaml entry to use (default: $OS_CLOUD, else each spec's `cloud`)",
+        help="clouds.yaml entry to use instead of each spec's `cloud` (only when given here: "
+        "$OS_CLOUD never overrides a spec)",
     )
+
+
+_PLAN_EXAMPLES = """examples:
+  gpupool plan -f examples/pools/ --os-cloud staging      every pool spec in a folder, against staging
+  gpupool plan -f l40.yaml -o json                         the same as JSON (a list, one item per spec)
+
+exit status: 0 nothing blocks the specs, 2 something does (a blocker, a conflict), 1 error, 64 usage
+"""
+
+_RECONCILE_EXAMPLES = """examples:
+  gpupool reconcile -f l40.yaml                            move hosts on the cloud the spec names
+  gpupool reconcile -f examples/pools/ --yes -o json       no question asked, JSON report on stdout
+
+exit status: 0 converged, 2 blocked or stopped (the report says why), 1 error, 64 usage
+"""
 
 
 def _add_plan(subparsers) -> None:
     parser = subparsers.add_parser(
-        "plan", help="show what would move and why not more, moving nothing", description=_plan.__doc__
+        "plan",
+        help="show what would move and why not more, moving nothing",
+        description=_plan.__doc__,
+        epilog=_PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common()],
     )
     parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
     _add_cloud_argument(parser)
@@ -50,6 +91,9 @@ def _add_reconcile(subparsers) -> None:
         "reconcile",
         help="move hosts until the cloud matches the specs, or nothing more can move",
         description=_reconcile.__doc__,
+        epilog=_RECONCILE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common()],
     )
     parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
     _add_cloud_argument(parser)
@@ -64,14 +108,22 @@ def _add_reconcile(subparsers) -> None:
         metavar="SECONDS",
         help="while another gpupool process moves hosts on the cloud, wait this long for it (default 300)",
     )
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help=f"do not ask before moving more than {ASK_ABOVE} hosts (it only asks on a terminal)",
+    )
     parser.set_defaults(handler=_reconcile)
 
 
 def _add_sim(subparsers) -> None:
     parser = subparsers.add_parser(
         "sim",
-        help="serve the built-in simulated cloud (Keystone v3 + Nova v2.1) on 127.0.0.1",
-        description="Serve novasim, a simulated OpenStack cloud speaking the real Keystone and Nova APIs.",
+        help="serve the built-in simulated cloud (Keystone v3, Nova v2.1, Placement) on 127.0.0.1",
+        description="Serve novasim, a simulated OpenStack cloud speaking the real Keystone, Nova and "
+        "Placement APIs.",
+        parents=[_common()],
     )
     # The simulator is a separate package, loaded only when asked for: the operator never imports it.
     from novasim import cli as novasim_cli
@@ -85,6 +137,7 @@ def _add_run(subparsers) -> None:
         "run",
         help="run the Kubernetes operator (watches GpuHostPools cluster-wide)",
         description="Run the operator: kopf watches GpuHostPools; of the peered replicas, one moves hosts.",
+        parents=[_common()],
     )
     _add_run_arguments(parser)
     parser.set_defaults(handler=_run_operator)
@@ -92,8 +145,12 @@ def _add_run(subparsers) -> None:
 
 def _run_operator(args) -> int:
     from . import handlers  # kopf is imported only when the operator runs
+    from .kube import KubeConfigError
 
-    return handlers.run(args)
+    try:
+        return handlers.run(args)
+    except KubeConfigError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +204,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_crd(subparsers) -> None:
-    parser = subparsers.add_parser("crd", help="print the GpuHostPool CustomResourceDefinition (YAML)")
+    parser = subparsers.add_parser(
+        "crd", help="print the GpuHostPool CustomResourceDefinition (YAML)", parents=[_common()]
+    )
     parser.set_defaults(handler=_crd)
 
 
@@ -193,13 +252,32 @@ def _load_pools(path: str):
 
 
 @contextmanager
-def _clouds(names: set[str]) -> Iterator[dict]:
-    from .cloud import Cloud
+def _clouds(pools, args) -> Iterator[dict]:
+    """Connections to every cloud the specs act on. Each is named on stderr before anything is
+    done with it (the entry, where the name came from, the clouds.yaml, Keystone's URL): a run
+    never acts on a cloud the user did not see named."""
+    from .cloud import Cloud, config_file
 
+    users: dict[str, list[str]] = {}
+    for pool in pools:
+        users.setdefault(_cloud_of(pool, args), []).append(pool.name)
+    ignored = os.environ.get("OS_CLOUD")
+    if ignored and not args.os_cloud and any(name != ignored for name in users):
+        print(
+            f"gpupool {args.command}: note: OS_CLOUD={ignored} is not used: each spec's `cloud` names its "
+            "cloud (pass --os-cloud to override it)",
+            file=sys.stderr,
+        )
     opened = {}
     try:
-        for name in sorted(names):
-            opened[name] = Cloud(name)
+        for name in sorted(users):
+            cloud = opened[name] = Cloud(name)
+            source = "--os-cloud" if args.os_cloud else f"spec.cloud of {', '.join(users[name])}"
+            print(
+                f"gpupool {args.command}: cloud {name!r} ({source}) from {config_file() or 'the environment'}, "
+                f"Keystone {cloud.auth_url}",
+                file=sys.stderr,
+            )
         yield opened
     finally:
         for cloud in opened.values():
@@ -250,10 +328,11 @@ def _conflict_status(message: str) -> dict:
 
 
 def _render(docs: list[dict], output: str) -> str:
+    """The report: one shape whatever the number of specs (JSON and YAML: a list, one item each)."""
     if output == "json":
-        return json.dumps(docs if len(docs) != 1 else docs[0], indent=2)
+        return json.dumps(docs, indent=2)
     if output == "yaml":
-        return yaml.safe_dump_all(docs, sort_keys=False)
+        return yaml.safe_dump(docs, sort_keys=False)
     from .report import table
 
     return "\n".join(table(doc) for doc in docs)
@@ -281,7 +360,7 @@ def _plan(args) -> int:
     conflicts = _conflicts(pools, args)
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
-    with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
+    with _clouds(pools, args) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
         for pool in pools:
             if pool.name in conflicts:
@@ -305,7 +384,8 @@ def _plan(args) -> int:
             status["summary"].pop("message", None)
             docs.append({"name": pool.name, "status": status})
     print(_render(docs, args.output))
-    return EXIT_CONVERGED
+    # Something blocks a spec (a blocker, a conflict): a script sees it in the exit status.
+    return EXIT_BLOCKED if any(doc["status"].get("blockers") for doc in docs) else EXIT_CONVERGED
 
 
 def _lock_owner() -> str:
@@ -356,7 +436,7 @@ def _reconcile(args) -> int:
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
     worst = EXIT_CONVERGED
-    with _clouds({_cloud_of(p, args) for p in pools}) as clouds:
+    with _clouds(pools, args) as clouds:
         locks = {name: MoveLock(cloud, _lock_owner()) for name, cloud in clouds.items()}
         try:
             for pool in pools:
@@ -372,6 +452,11 @@ def _reconcile(args) -> int:
                 status: dict | None = None
                 attention = False
                 converged = False
+                if not _confirmed(pool, cloud, neighbours[pool.name], args):
+                    status = _refused_status()
+                    docs.append({"name": pool.name, "status": status})
+                    worst = max(worst, EXIT_BLOCKED)
+                    continue
                 for _ in range(max(1, args.max_passes)):
                     snapshot = _take_lock(
                         lock, cloud, pool.spec, neighbours[pool.name], cloud.snapshot(), args, pool.name
@@ -405,6 +490,51 @@ def _reconcile(args) -> int:
     return worst
 
 
+def _confirmed(pool, cloud, neighbours, args) -> bool:
+    """On a terminal, ask before a run that would move more than ASK_ABOVE hosts (`--yes` skips
+    it). Scripts (no terminal) are never asked: their guard rails are the spec's policy."""
+    if args.yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return True
+    from .planner import plan
+
+    moves = plan(pool.spec, cloud.snapshot(), all_moves=True, neighbours=neighbours).moves
+    if len(moves) <= ASK_ABOVE or pool.spec.paused or pool.spec.dry_run:
+        return True
+    into: dict[str, int] = {}
+    for move in moves:
+        into[move.target] = into.get(move.target, 0) + 1
+    where = ", ".join(f"{count} into {target}" for target, count in sorted(into.items()))
+    sys.stderr.write(
+        f"{pool.name}: this would move {len(moves)} hosts on cloud {_cloud_of(pool, args)!r} ({where}). "
+        "Go on? [y/N] "
+    )
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def _refused_status() -> dict:
+    from .status import merge_conditions, summary, timestamp
+
+    message = "not confirmed at the prompt; nothing moved (pass --yes to skip the question)"
+    status = {
+        "conditions": merge_conditions(
+            None,
+            [
+                ("Ready", "False", "NotConfirmed", message),
+                ("Progressing", "False", "NotConfirmed", message),
+                ("Degraded", "False", "NotConfirmed", message),
+            ],
+            timestamp(time.time()),
+        ),
+        "inFlight": [],
+        "lastMoves": [],
+        "blockers": [],
+    }
+    status["summary"] = summary(status)
+    return status
+
+
 def _waiting_status(previous: dict | None) -> dict:
     from .status import merge_conditions, summary, timestamp
 
@@ -426,9 +556,23 @@ def _waiting_status(previous: dict | None) -> dict:
     return status
 
 
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand takes too, so that `-v` works anywhere on the line."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log each Nova call's retries and steps",
+    )
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpupool", description="Declarative Nova host-aggregate pools.")
+    parser = _Parser(prog="gpupool", description="Declarative Nova host-aggregate pools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each Nova call's retries and steps")
+    parser.add_argument("--version", action="version", version=f"gpupool {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_plan(subparsers)
     _add_reconcile(subparsers)

@@ -132,15 +132,23 @@ class Cloud:
         try:
             return openstack.connect(cloud=cloud_name, api_timeout=timeout)
         except sdk_exceptions.ConfigException as exc:
-            known = _known_cloud_names()
-            hint = f"clouds.yaml has: {', '.join(known)}" if known else "no clouds.yaml entry was found"
-            raise CloudConfigError(
-                f"cloud {cloud_name!r} is not usable: {_details(exc)} ({hint}; set OS_CLIENT_CONFIG_FILE "
-                f"or --os-cloud to pick another)"
-            ) from None
+            path, known = config_file(), _known_cloud_names()
+            if path is None:
+                hint = (
+                    "no clouds.yaml was found (looked in ./clouds.yaml, ~/.config/openstack/ and "
+                    "/etc/openstack/); set OS_CLIENT_CONFIG_FILE to yours"
+                )
+            else:
+                entries = ", ".join(known) if known else "no entries"
+                hint = f"{path} has: {entries}; fix the spec's cloud, pass --os-cloud, or set OS_CLIENT_CONFIG_FILE"
+            raise CloudConfigError(f"cloud {cloud_name!r} is not usable: {_details(exc)} ({hint})") from None
 
     def close(self) -> None:
         self._conn.close()
+
+    @property
+    def auth_url(self) -> str:
+        return self._auth_url()
 
     def _auth_url(self) -> str:
         """Where Keystone is expected (not a secret; said in errors so users can check it)."""
@@ -457,6 +465,15 @@ def _brief(exc: BaseException) -> str:
 
 def _known_cloud_names() -> list[str]:
     try:
-        return sorted(openstack.config.OpenStackConfig().get_cloud_names())
+        names = openstack.config.OpenStackConfig().get_cloud_names()
     except Exception:  # a broken clouds.yaml: the caller's message already says so
         return []
+    return sorted(n for n in names if n != "defaults")  # "defaults" is openstacksdk's, not a file's
+
+
+def config_file() -> str | None:
+    """The clouds.yaml openstacksdk reads (OS_CLIENT_CONFIG_FILE first, then the usual places)."""
+    try:
+        return openstack.config.OpenStackConfig().config_filename
+    except Exception:  # noqa: BLE001 - unreadable: said by the error that follows
+        return None

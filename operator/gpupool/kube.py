@@ -26,12 +26,27 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class KubeConfigError(Exception):
+    """No usable Kubernetes configuration; the message says where it looked."""
+
+
 def load_config() -> None:
     """In a pod: the service account. Elsewhere: $KUBECONFIG or ~/.kube/config."""
     try:
         kubernetes.config.load_incluster_config()
+        return
     except kubernetes.config.ConfigException:
+        pass
+    where = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    source = "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default"
+    try:
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    except (kubernetes.config.ConfigException, OSError, TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise KubeConfigError(
+            f"no Kubernetes API to talk to: not running in a pod, and {where} ({source}) gives none "
+            f"({detail}); set KUBECONFIG to a kubeconfig file or run the operator in the cluster"
+        ) from None
 
 
 class Kube:

@@ -682,15 +682,33 @@ def _zone_conflicts(zones: _Zones, target: str, rules: _Rules, reservoir: Sequen
     return f"{', '.join(parts)}, not {aggregate.availability_zone!r} of {target}, so Nova would refuse them"
 
 
+# Hosts named per reason in a blocker: enough to act on, short enough for a condition message.
+NAMED_PER_REASON = 3
+
+
 def _explain(rules: _Rules, hosts: Iterable[str]) -> str:
-    """ "3 have instances, 1 is excluded": why these hosts cannot move (movable ones are not counted)."""
-    reasons = Counter(r for r in map(rules.why_not, hosts) if r is not None)
+    """ "3 have instances (gpu-1, gpu-2, gpu-7), 1 is excluded (gpu-9)": why these hosts cannot move
+    (movable ones are not counted), naming the first few of each."""
+    held: dict[str, list[str]] = {}
+    for host in hosts:
+        reason = rules.why_not(host)
+        if reason is not None:
+            held.setdefault(reason, []).append(host)
     # Most common reason first; ties in a fixed order, so the message is stable.
     order = list(_REASON_WORDS)
     ordered = sorted(
-        reasons.items(), key=lambda item: (-item[1], order.index(item[0]) if item[0] in order else len(order))
+        held.items(),
+        key=lambda item: (-len(item[1]), order.index(item[0]) if item[0] in order else len(order)),
     )
-    return ", ".join(f"{count} {_words(reason, count)}" for reason, count in ordered)
+    return ", ".join(
+        f"{len(names)} {_words(reason, len(names))} ({_named(names)})" for reason, names in ordered
+    )
+
+
+def _named(hosts: list[str]) -> str:
+    first = sorted(hosts, key=natural_key)[:NAMED_PER_REASON]
+    more = len(hosts) - len(first)
+    return ", ".join(first) + (f", +{more} more" if more else "")
 
 
 def _words(reason: str, count: int) -> str:

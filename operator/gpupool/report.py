@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import TextIO
 
 from .reconciler import PassReport
@@ -48,6 +49,10 @@ def table(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def _hosts(entry: dict) -> str:
     hosts = entry.get("hosts", [])
     return ",".join(hosts[:6]) + (f",+{len(hosts) - 6}" if len(hosts) > 6 else "")
@@ -75,17 +80,19 @@ class Progress:
                 self._stream.write("\r\033[K" + line[:160])
                 for result in new_results:
                     self._stream.write(f"\r\033[K{self._name}: {result.outcome.lower()} {result.message}\n")
-            else:
+            else:  # a log: one timestamped line per step and per result
                 for flight in report.in_flight:
                     key = (flight.move.host, str(flight.step))
                     if key not in self._seen_steps:
                         self._seen_steps.add(key)
                         self._stream.write(
-                            f"{self._name}: {flight.move.host} {flight.move.source} -> {flight.move.target}: "
-                            f"{flight.step}\n"
+                            f"{_now()} {self._name}: {flight.move.host} {flight.move.source} -> "
+                            f"{flight.move.target}: {flight.step}\n"
                         )
                 for result in new_results:
-                    self._stream.write(f"{self._name}: {str(result.outcome).lower()}: {result.message}\n")
+                    self._stream.write(
+                        f"{_now()} {self._name}: {str(result.outcome).lower()}: {result.message}\n"
+                    )
             self._stream.flush()
 
     def done(self, status: dict | None) -> None:

@@ -71,7 +71,7 @@ def service_state(d, host: str) -> dict:
 
 def run_reconcile(d, spec: dict, tmp_path: Path) -> dict:
     """Run the real `gpupool reconcile` CLI on `d`'s cloud; assert it converged (exit 0) and
-    return its JSON output."""
+    return its JSON report of that one spec."""
     (tmp_path / "pools.yaml").write_text(yaml.safe_dump(spec))
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(d.clouds_yaml)}
     env.pop("OS_CLOUD", None)
@@ -83,4 +83,5 @@ def run_reconcile(d, spec: dict, tmp_path: Path) -> dict:
         timeout=240,
     )
     assert result.returncode == 0, f"{d.backend}: exit {result.returncode}: {result.stderr}"
-    return json.loads(result.stdout)
+    (report,) = json.loads(result.stdout)  # always a list, one item per spec
+    return report

@@ -201,7 +201,7 @@ def test_the_cli_waits_while_the_operator_moves_hosts(cloud, kube, tmp_path):
     sim.release_all()
     assert cli.returncode == 2, cli.stderr
     assert "another gpupool process is moving hosts on this cloud: gpupool operator op" in cli.stderr
-    status = json.loads(cli.stdout)["status"]
+    status = json.loads(cli.stdout)[0]["status"]
     assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "OtherProcessMoving"
     assert status["lastMoves"] == []  # it moved nothing, and claims nothing
     wait_for("l40 Ready", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)

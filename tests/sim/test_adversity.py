@@ -129,7 +129,7 @@ def test_a_host_disabled_by_hand_after_the_snapshot_is_not_touched(start_sim, tm
     assert service(state, "gpu-l40-001") == ("disabled", "RMA 42")
     assert where(state, "gpu-l40-001") == ["L40-n3"]
     assert membership(state)["L40-n3-spot"] == {"gpu-l40-002"}
-    results = [(m["host"], m["result"]) for m in json.loads(out)["status"]["lastMoves"]]
+    results = [(m["host"], m["result"]) for m in json.loads(out)[0]["status"]["lastMoves"]]
     assert results == [("gpu-l40-001", "Skipped"), ("gpu-l40-002", "Moved")]
 
 
@@ -147,7 +147,7 @@ def test_a_reason_edited_mid_move_is_left_as_the_person_set_it(start_sim, tmp_pa
     state = sim.state()
     assert service(state, "gpu-l40-001") == ("disabled", f"{ours} (do not touch, Bob)")
     assert where(state, "gpu-l40-001") == ["L40-n3-spot"]
-    status = json.loads(out)["status"]
+    status = json.loads(out)[0]["status"]
     assert ready(status) == ("False", "MoveInterrupted")
     assert "do not touch, Bob" in status["lastMoves"][-1]["message"]
 
@@ -236,7 +236,7 @@ def test_a_failed_final_enable_is_not_converged_and_not_replaced(start_sim, tmp_
     state = sim.state()
     assert membership(state)["L40-n3-spot"] == {"gpu-l40-001"}  # no spare host moved in
     assert held_by_gpupool(state) == ["gpu-l40-001"]
-    status = json.loads(out)["status"]
+    status = json.loads(out)[0]["status"]
     assert [m["host"] for m in status["inFlight"]] == ["gpu-l40-001"]
     assert ready(status)[0] == "False"
 
@@ -310,7 +310,7 @@ def test_an_instance_landing_before_the_enable_holds_the_host_disabled_in_its_ta
     state = sim.state()
     assert where(state, "gpu-l40-001") == ["L40-n3-spot"]
     assert held_by_gpupool(state) == ["gpu-l40-001"]
-    status = json.loads(out)["status"]
+    status = json.loads(out)[0]["status"]
     assert ready(status) == ("False", "HostHeld")
     assert (
         "late-build" in status["lastMoves"][-1]["message"] or "instance" in status["lastMoves"][-1]["message"]
@@ -338,9 +338,9 @@ def test_a_build_scheduled_before_the_disable_and_claimed_late_aborts_the_move(s
     state = sim.state()
     assert where(state, "gpu-l40-001") == ["L40-n3"] and service(state, "gpu-l40-001") == ("enabled", None)
     assert membership(state)["L40-n3-spot"] == {"gpu-l40-002"}
-    results = [(m["host"], m["result"]) for m in json.loads(out)["status"]["lastMoves"]]
+    results = [(m["host"], m["result"]) for m in json.loads(out)[0]["status"]["lastMoves"]]
     assert results == [("gpu-l40-001", "Aborted"), ("gpu-l40-002", "Moved")]
-    assert build in json.loads(out)["status"]["lastMoves"][0]["message"]
+    assert build in json.loads(out)[0]["status"]["lastMoves"][0]["message"]
     sim.claim_build(build)  # it lands where it was scheduled: in on-demand, as its customer expects
     assert where(sim.state(), "gpu-l40-001") == ["L40-n3"]
 
@@ -357,7 +357,7 @@ def test_an_incoming_migration_aborts_the_move(start_sim, tmp_path):
     assert run.returncode == 0, err
     state = sim.state()
     assert where(state, "gpu-l40-001") == ["L40-n3"] and service(state, "gpu-l40-001") == ("enabled", None)
-    results = [(m["host"], m["result"]) for m in json.loads(out)["status"]["lastMoves"]]
+    results = [(m["host"], m["result"]) for m in json.loads(out)[0]["status"]["lastMoves"]]
     assert results[0] == ("gpu-l40-001", "Aborted")
     sim.finish_migration(migration)
     assert where(sim.state(), "gpu-l40-001") == ["L40-n3"]
@@ -454,8 +454,8 @@ def test_two_runs_on_one_cloud_never_claim_the_same_move(start_sim, tmp_path):
     out_b, err_b = second.communicate(timeout=180)
 
     assert first.returncode == 0 and second.returncode == 0, (err_a, err_b)
-    moved_a = [m["host"] for m in json.loads(out_a)["status"]["lastMoves"] if m["result"] == "Moved"]
-    moved_b = [m["host"] for m in json.loads(out_b)["status"]["lastMoves"] if m["result"] == "Moved"]
+    moved_a = [m["host"] for m in json.loads(out_a)[0]["status"]["lastMoves"] if m["result"] == "Moved"]
+    moved_b = [m["host"] for m in json.loads(out_b)[0]["status"]["lastMoves"] if m["result"] == "Moved"]
     assert sorted(moved_a + moved_b) == sorted(set(moved_a + moved_b))  # no move reported twice
     assert len(moved_a) + len(moved_b) == 4
     assert "another gpupool process is moving hosts" in err_a + err_b

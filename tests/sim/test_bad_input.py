@@ -10,11 +10,14 @@ from reconcile_helpers import membership, pool_spec, run_gpupool, small_fleet, w
 ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
 
 
-def one_line_error(result) -> str:
+def one_line_error(result, problems: int = 1) -> str:
+    """Exit 1, no traceback, one line per problem (the only other line names the cloud acted on)."""
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines and lines[0].startswith("gpupool reconcile: error:"), result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gpupool reconcile: error:")]
+    assert len(errors) == problems, result.stderr
+    others = [line for line in result.stderr.splitlines() if line.strip() and line not in errors]
+    assert all(line.startswith("gpupool reconcile: cloud ") for line in others), result.stderr
     return result.stderr
 
 
@@ -25,7 +28,7 @@ def test_spec_that_does_not_validate(start_sim, tmp_path):
     bad["spec"]["pools"]["contracts"] = [{"hosts": 1}]
     bad["spec"]["polcy"] = {}
     spec = write_spec(tmp_path / "pools.yaml", bad)
-    message = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec)))
+    message = one_line_error(run_gpupool(sim, "reconcile", "-f", str(spec)), problems=3)
     assert "pools.spot.hosts" in message and "0" in message
     assert "contracts[0].aggregate" in message or "contracts.0.aggregate" in message
     assert "polcy" in message and "policy" in message  # did you mean

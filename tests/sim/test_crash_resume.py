@@ -173,5 +173,5 @@ def test_sigkill_right_after_a_step_then_rerun_finishes_the_same_moves(
     assert changed_hosts(before, after) == changed_hosts(before, expected_membership)
     assert origin_records(state) == expected_records
     if setup.moving:
-        moves = json.loads(second.stdout)["status"]["lastMoves"]
+        moves = json.loads(second.stdout)[0]["status"]["lastMoves"]
         assert all(m["host"] == setup.moving for m in moves), moves

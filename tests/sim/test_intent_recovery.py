@@ -77,7 +77,7 @@ def test_a_move_whose_pool_left_the_spec_is_rolled_back(start_sim, tmp_path):
     assert aggregates_holding(state, "gpu-l40-001") == ["L40-n3"]
     assert service(state, "gpu-l40-001") == ("enabled", None)
     assert membership(state)["L40-n3-spot"] == {"gpu-l40-005"}  # the one already there stays
-    moves = json.loads(rerun.stdout)["status"]["lastMoves"]
+    moves = json.loads(rerun.stdout)[0]["status"]["lastMoves"]
     assert [(m["host"], m["from"], m["to"], m["result"]) for m in moves] == [
         ("gpu-l40-001", "L40-n3", "L40-n3-spot", "RolledBack")
     ]
@@ -103,6 +103,6 @@ def test_a_move_whose_target_aggregate_was_deleted_goes_back(start_sim, tmp_path
     # The spot pool cannot be served without its aggregate: blocked (exit 2), and it says so.
     assert rerun.returncode == 2, rerun.stderr
     assert "L40-n3-spot" in rerun.stdout
-    moves = json.loads(rerun.stdout)["status"]["lastMoves"]
+    moves = json.loads(rerun.stdout)[0]["status"]["lastMoves"]
     assert [(m["host"], m["result"]) for m in moves] == [("gpu-l40-001", "RolledBack")]
     assert "back in L40-n3" in moves[0]["message"] and "L40-n3-spot no longer exists" in moves[0]["message"]

@@ -265,7 +265,7 @@ def start_run(sim: SimProcess, spec_file) -> subprocess.Popen:
 def finish(run: subprocess.Popen) -> tuple[int, dict | None, str]:
     out, err = run.communicate(timeout=240)
     try:
-        output = json.loads(out)["status"] if out.strip() else None
+        output = json.loads(out)[0]["status"] if out.strip() else None
     except (ValueError, KeyError):
         output = None
     return run.returncode, output, err

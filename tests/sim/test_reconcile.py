@@ -35,7 +35,7 @@ def all_hosts(fleet: dict) -> set[str]:
 def reconcile(sim, tmp_path, *docs, args=(), **kwargs):
     spec = write_spec(tmp_path / "pools.yaml", *docs)
     result = run_gpupool(sim, "reconcile", "-f", str(spec), "-o", "json", *args, **kwargs)
-    status = json.loads(result.stdout)["status"] if result.stdout.strip().startswith("{") else None
+    status = json.loads(result.stdout)[0]["status"] if result.stdout.strip().startswith("[") else None
     return result, status
 
 
@@ -125,7 +125,7 @@ def test_plan_lists_moves_without_making_them(start_sim, tmp_path):
     spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=2, runpod=1, policy={"maxConcurrentMoves": 1}))
     result = run_gpupool(sim, "plan", "-f", str(spec), "-o", "json")
     assert result.returncode == 0, result.stderr
-    planned = json.loads(result.stdout)["status"]["plannedMoves"]
+    planned = json.loads(result.stdout)[0]["status"]["plannedMoves"]
     assert sorted(m["to"] for m in planned) == ["L40-n3-runpod", "L40-n3-spot", "L40-n3-spot"]
     assert ACTION not in sim.stats()["by_route"]
     table = run_gpupool(sim, "plan", "-f", str(spec))
@@ -171,7 +171,7 @@ def test_a_host_that_gains_an_instance_mid_move_stays(start_sim, tmp_path):
     host1 = next(h for h in state["hosts"] if h["name"] == "gpu-l40-001")
     assert (host1["status"], host1["disabled_reason"]) == ("enabled", None)
     assert_fleet_rules(state, all_hosts(fleet))
-    moves = json.loads(out)["status"]["lastMoves"]
+    moves = json.loads(out)[0]["status"]["lastMoves"]
     assert any(m["host"] == "gpu-l40-001" and m["result"] == "Aborted" for m in moves), moves
 
 
@@ -194,7 +194,7 @@ def test_someone_else_moving_a_host_mid_run(start_sim, tmp_path):
     state = sim.state()
     assert membership(state)["L40-n3-spot"] == {"gpu-l40-001", "gpu-l40-008"}
     assert_fleet_rules(state, all_hosts(fleet))
-    moves = [(m["host"], m["to"]) for m in json.loads(out)["status"]["lastMoves"]]
+    moves = [(m["host"], m["to"]) for m in json.loads(out)[0]["status"]["lastMoves"]]
     assert moves == [("gpu-l40-001", "L40-n3-spot")]
 
 
@@ -244,7 +244,7 @@ def test_two_pools_managing_one_aggregate_the_later_one_moves_nothing(start_sim,
     assert "'L40-n3'" in ready["message"] and "'l40'" in ready["message"]
     assert "l40-shadow: Conflict" in result.stderr
     plan = run_gpupool(sim, "plan", "-f", str(spec))
-    assert plan.returncode == 0 and "blocked (Conflict)" in plan.stdout
+    assert plan.returncode == 2 and "blocked (Conflict)" in plan.stdout
 
 
 def test_a_token_that_expires_mid_run_is_renewed_and_the_run_finishes(start_sim, tmp_path):

@@ -148,9 +148,9 @@ def test_only_empty_up_enabled_unexcluded_hosts_leave_on_demand():
     assert blocker == Blocker(
         "spot",
         NOT_ENOUGH_MOVABLE_HOSTS,
-        "spot wants 8 hosts and can reach 1: no movable host left in L40-n3: 1 is excluded, 1 has no compute "
-        "service, 1 is down, 1 is disabled by someone else, 1 has an unknown instance count, 1 has instances, "
-        "1 is moving",
+        "spot wants 8 hosts and can reach 1: no movable host left in L40-n3: 1 is excluded (excluded), 1 has "
+        "no compute service (ghost), 1 is down (down), 1 is disabled by someone else (theirs), 1 has an "
+        "unknown instance count (unknown), 1 has instances (busy), 1 is moving (resumed)",
     )
 
 
@@ -164,7 +164,7 @@ def test_blocker_message_counts_the_reasons_most_common_first():
         Blocker(
             "spot",
             NOT_ENOUGH_MOVABLE_HOSTS,
-            "spot wants 4 hosts and can reach 1: no movable host left in L40-n3: 3 have instances, 1 is excluded",
+            "spot wants 4 hosts and can reach 1: no movable host left in L40-n3: 3 have instances (b0, b1, b2), 1 is excluded (x)",
         ),
     )
 
@@ -245,7 +245,7 @@ def test_shrinking_never_moves_busy_hosts_and_says_so():
         Blocker(
             "spot",
             CANNOT_SHRINK,
-            "spot wants 1 hosts and would still hold 2: hosts that cannot leave L40-n3-spot: 2 have instances",
+            "spot wants 1 hosts and would still hold 2: hosts that cannot leave L40-n3-spot: 2 have instances (s1, s2)",
         ),
     )
 
