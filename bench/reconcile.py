@@ -70,7 +70,7 @@ def spec(spot: int, runpod: int, concurrency: int) -> dict:
             "gpuType": "L40",
             "cloud": "sim",
             "pools": {"spot": {"hosts": spot}, "runpod": {"hosts": runpod}},
-            "policy": {"maxConcurrentMoves": concurrency},
+            "policy": {"maxConcurrentMoves": concurrency, "maxMovesPerChange": spot + runpod},
         },
     }
 

@@ -36,6 +36,8 @@ MAX_ON_DEMAND_AGGREGATES = 20
 MAX_CONTRACTS = 100
 # More hosts than any one GPU type of a real cloud has; the CRD carries the same bound.
 MAX_HOSTS = 100_000
+# Moves one change may need unless its spec says more (policy.maxMovesPerChange).
+DEFAULT_MAX_MOVES = 50
 
 
 class _Model(BaseModel):
@@ -131,6 +133,28 @@ class PolicySpec(_Model):
     )
     exclude_hosts: list[HostName] = Field(
         default_factory=list, description="Hosts never moved (maintenance, investigation)."
+    )
+    min_on_demand_hosts: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_HOSTS,
+        strict=True,
+        description="Hosts the on-demand aggregates keep for on-demand customers: pools never take "
+        "the last ones.",
+    )
+    max_moves_per_change: int = Field(
+        default=DEFAULT_MAX_MOVES,
+        ge=1,
+        le=MAX_HOSTS,
+        strict=True,
+        description="Most moves one change may need: a spec that needs more moves nothing and says so "
+        "(a typo such as 200 for 20 hosts). Raise it for a change that big.",
+    )
+    allow_partial: bool = Field(
+        default=False,
+        strict=True,
+        description="Move what can be moved when some pool cannot reach its count. Off by default: "
+        "nothing moves until every count can be reached.",
     )
 
 

@@ -43,6 +43,8 @@ HOST_SHARED = "HostShared"
 AVAILABILITY_ZONE_CONFLICT = "AvailabilityZoneConflict"
 EXCLUDED_HOST_UNKNOWN = "ExcludedHostUnknown"
 AGGREGATE_REFUSED = "AggregateRefused"
+ON_DEMAND_FLOOR = "OnDemandFloor"
+TOO_MANY_MOVES = "TooManyMoves"
 
 
 @dataclass(frozen=True)
@@ -318,6 +320,11 @@ def plan(
     zones = _Zones(snapshot)
     on_demand = [name for name in spec.on_demand_aggregates() if name in snapshot.aggregates]
     supply = _on_demand_candidates(on_demand, members, rules)
+    # The floor: pools never take the last policy.minOnDemandHosts hosts of on-demand.
+    reservoir = len(set().union(*(members[name] for name in on_demand))) if on_demand else 0
+    room = max(0, reservoir - spec.policy.min_on_demand_hosts)
+    floor_held = max(0, len(supply) - room)
+    supply = supply[:room]
     pools = [
         _Pool(target, index, have=len(members[target.aggregate]))
         for index, target in enumerate(spec.target_pools())
@@ -332,10 +339,23 @@ def plan(
     # Without the concurrency bound, on copies: where every pool would end up, to explain shortfalls.
     unbounded = [p.copy() for p in pools]
     eventual = _schedule(unbounded, supply, None)
+    shortfalls = (
+        _shortfalls(unbounded, eventual, on_demand, members, rules, in_flight, zones, floor_held, spec)
+        if on_demand
+        else []
+    )
+    blockers.extend(shortfalls)
+    held_back = _guard_rails(spec, eventual, shortfalls, present, managed)
+    if held_back is not None:
+        reason, why = held_back
+        if reason == TOO_MANY_MOVES:
+            blockers.append(Blocker("-", TOO_MANY_MOVES, why))
+        else:  # said where the unreachable counts are explained
+            blockers = [
+                replace(b, message=f"{b.message}. {why}") if b.reason in _UNREACHABLE else b for b in blockers
+            ]
     budget = None if all_moves else max(0, spec.policy.max_concurrent_moves - len(in_flight))
-    moves = [] if unknown else _schedule(pools, supply, budget)
-    if on_demand:
-        blockers.extend(_shortfalls(unbounded, eventual, on_demand, members, rules, in_flight, zones))
+    moves = [] if unknown or held_back is not None else _schedule(pools, supply, budget)
 
     listed = spec.on_demand_aggregates()
     return Plan(
@@ -617,6 +637,36 @@ def _unknown_exclusions(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[str]:
     return lines
 
 
+# Blockers that say a count cannot be reached.
+_UNREACHABLE = frozenset(
+    {AGGREGATE_MISSING, NOT_ENOUGH_MOVABLE_HOSTS, CANNOT_SHRINK, AVAILABILITY_ZONE_CONFLICT, ON_DEMAND_FLOOR}
+)
+
+
+def _guard_rails(
+    spec: GpuHostPoolSpec,
+    eventual: Sequence[Move],
+    shortfalls: Sequence[Blocker],
+    present: Sequence,
+    managed: Sequence,
+) -> tuple[str, str] | None:
+    """(reason, why) no new move may start at all, or None. A change that needs more moves than
+    policy.maxMovesPerChange, or that cannot reach every count (unless policy.allowPartial), moves
+    nothing: a typo (200 for 20 hosts) must not empty on-demand before anyone reads the status."""
+    limit = spec.policy.max_moves_per_change
+    if len(eventual) > limit:
+        return TOO_MANY_MOVES, (
+            f"this change needs {len(eventual)} moves and policy.maxMovesPerChange is {limit}: nothing "
+            "moves; raise the limit if you mean it, or change the counts in smaller steps"
+        )
+    unreachable = bool(shortfalls) or len(present) < len(managed)
+    if unreachable and not spec.policy.allow_partial:
+        return "Unreachable", (
+            "Nothing moves until every count can be reached (policy.allowPartial: true moves what it can)"
+        )
+    return None
+
+
 def _shortfalls(
     pools: Sequence[_Pool],
     moves: Sequence[Move],
@@ -625,6 +675,8 @@ def _shortfalls(
     rules: _Rules,
     in_flight: Sequence,
     zones: _Zones,
+    floor_held: int,
+    spec: GpuHostPoolSpec,
 ) -> list[Blocker]:
     """Blockers for pools that miss their count even after `moves`, planned without a concurrency bound."""
     blockers = []
@@ -642,6 +694,13 @@ def _shortfalls(
             if zoned:
                 reason = AVAILABILITY_ZONE_CONFLICT
                 why = ", ".join(x for x in (zoned, held) if x)
+            if floor_held:
+                reason = ON_DEMAND_FLOOR
+                floor = (
+                    f"policy.minOnDemandHosts keeps {spec.policy.min_on_demand_hosts} hosts for on-demand "
+                    f"({floor_held} movable ones among them)"
+                )
+                why = ", ".join(x for x in (floor, why) if x)
             blockers.append(
                 Blocker(
                     pool.target.label,

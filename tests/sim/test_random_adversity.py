@@ -94,7 +94,7 @@ def make_scenario(seed: int) -> Scenario:
             "runpod": {"hosts": rng.randint(0, 3)},
             "contracts": [{"aggregate": POOLS["contract"], "hosts": rng.randint(0, 3)}],
         },
-        "policy": {"maxConcurrentMoves": rng.randint(1, 3)},
+        "policy": {"maxConcurrentMoves": rng.randint(1, 3), "allowPartial": rng.random() < 0.7},
     }
     if rng.random() < 0.08:
         spec_body[rng.choice(["paused", "dryRun"])] = True

@@ -152,7 +152,7 @@ def test_bad_gpu_type():
 
 def test_unknown_keys_are_refused_by_name():
     assert problems({"gpuType": "L40", "pool": {}, "policy": {"maxMoves": 1}}) == [
-        "spec.policy.maxMoves: unknown field: remove it or fix its spelling (did you mean 'maxConcurrentMoves'?)",
+        "spec.policy.maxMoves: unknown field: remove it or fix its spelling (did you mean 'maxMovesPerChange'?)",
         "spec.pool: unknown field: remove it or fix its spelling (did you mean 'pools'?)",
     ]
 
@@ -160,7 +160,8 @@ def test_unknown_keys_are_refused_by_name():
 def test_unknown_key_far_from_any_known_one_lists_them():
     assert problems({"gpuType": "L40", "policy": {"zzz": 1}}) == [
         "spec.policy.zzz: unknown field: remove it or fix its spelling "
-        "(known fields: maxConcurrentMoves, moveHostsWithInstances, excludeHosts)"
+        "(known fields: maxConcurrentMoves, moveHostsWithInstances, excludeHosts, minOnDemandHosts, "
+        "maxMovesPerChange, allowPartial)"
     ]
 
 

@@ -21,7 +21,10 @@ from .fakecloud import FakeNova, always_failing, failing_once
 
 
 def spec(**wire) -> GpuHostPoolSpec:
-    return GpuHostPoolSpec.model_validate({"gpuType": "L40", **wire})
+    """Partial progress allowed, as these cases are about what others do mid-move (the guard rails
+    that hold moves back altogether have tests of their own: test_guard_rails.py)."""
+    policy = {"allowPartial": True, **wire.pop("policy", {})}
+    return GpuHostPoolSpec.model_validate({"gpuType": "L40", "policy": policy, **wire})
 
 
 def hosts(count: int, start: int = 1) -> list[str]:

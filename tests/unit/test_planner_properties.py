@@ -43,6 +43,9 @@ def scenarios(draw) -> Scenario:
         "maxConcurrentMoves": draw(st.integers(1, 6)),
         "moveHostsWithInstances": draw(st.booleans()),
         "excludeHosts": draw(st.lists(st.sampled_from(hosts), unique=True, max_size=3)) if hosts else [],
+        # The guard rails have tests of their own (test_guard_rails.py); these rounds need partial progress.
+        "allowPartial": True,
+        "maxMovesPerChange": 100_000,
     }
     spec = GpuHostPoolSpec.model_validate(
         {
