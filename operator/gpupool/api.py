@@ -294,7 +294,7 @@ def _named_more_than_once(managed: Iterable[ManagedAggregate]) -> list[str]:
 
 def _intents_that_do_not_fit(managed: list[ManagedAggregate]) -> list[str]:
     """Every move the spec can make must be recordable, unambiguously, in Nova's disabled_reason."""
-    from .intent import LOCK_AGGREGATE, MAX_NAMES_LENGTH, SEPARATOR
+    from .intent import LOCK_AGGREGATE, MAX_NAMES_LENGTH, SEPARATOR, STOP_AGGREGATE
 
     problems = []
     for aggregate in managed:
@@ -303,8 +303,8 @@ def _intents_that_do_not_fit(managed: list[ManagedAggregate]) -> list[str]:
                 f"{aggregate.field}: {aggregate.name!r} contains {SEPARATOR.strip()!r} between spaces, which "
                 "gpupool's record of a move in Nova uses as its separator; rename the aggregate"
             )
-        if aggregate.name == LOCK_AGGREGATE:
-            problems.append(f"{aggregate.field}: {LOCK_AGGREGATE!r} is gpupool's own lock, not a pool")
+        if aggregate.name in (LOCK_AGGREGATE, STOP_AGGREGATE):
+            problems.append(f"{aggregate.field}: {aggregate.name!r} is gpupool's own marker, not a pool")
     on_demand = [a for a in managed if a.role == "onDemand"]
     pools = [a for a in managed if a.role != "onDemand"]
     for source in on_demand:

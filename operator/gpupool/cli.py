@@ -1,4 +1,4 @@
-"""The `gpupool` command line: plan | reconcile | run | crd | sim.
+"""The `gpupool` command line: plan | reconcile | stop | resume | run | crd | sim.
 
 Errors a user can fix (a bad spec, an unknown cloud, wrong credentials, an unreachable Keystone)
 are one line on stderr saying what is wrong and what to do, never a traceback.
@@ -195,12 +195,93 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="this replica's name in the peering records and Events (default: $POD_NAME)",
     )
     parser.add_argument(
+        "--kill-switch",
+        default=f"{os.environ.get('POD_NAMESPACE') or 'gpupool-system'}/gpupool-stop",
+        metavar="NAMESPACE/NAME",
+        help="while this ConfigMap exists, no move starts on any cloud (default: "
+        "$POD_NAMESPACE/gpupool-stop, else gpupool-system/gpupool-stop)",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=float,
         default=60.0,
         metavar="SECONDS",
         help="on SIGTERM, how long moves under way may take to finish (default 60)",
     )
+
+
+_STOP_EXAMPLES = """examples:
+  gpupool stop --os-cloud prod --reason "INC-42: Nova upgrade"   no gpupool process starts a move on prod
+  gpupool resume --os-cloud prod                                 moves may start again
+
+The switch is an aggregate named gpupool-stop in the cloud (`openstack aggregate create gpupool-stop`
+does the same): the CLI and the operator read it with every snapshot. Moves under way finish; moves
+left half-done stay as they are until `gpupool resume` (docs/runbook.md).
+"""
+
+
+def _add_stop(subparsers) -> None:
+    for name, handler, text in (
+        ("stop", _stop, "turn the cloud's kill switch on: no gpupool process starts a move there"),
+        ("resume", _resume, "turn the cloud's kill switch off"),
+    ):
+        parser = subparsers.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=_STOP_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[_common()],
+        )
+        parser.add_argument(
+            "--os-cloud", required=True, metavar="NAME", help="the clouds.yaml entry of the cloud"
+        )
+        if name == "stop":
+            parser.add_argument("--reason", required=True, help="why, for whoever finds it on (kept in Nova)")
+        parser.set_defaults(handler=handler)
+
+
+def _stop(args) -> int:
+    """Create the gpupool-stop aggregate with the reason, who and when in its metadata."""
+    import getpass
+    import socket
+
+    from .cloud import Cloud
+    from .intent import STOP_AGGREGATE, STOP_REASON_KEY
+    from .status import timestamp
+
+    cloud = Cloud(args.os_cloud)
+    try:
+        print(f"gpupool stop: cloud {args.os_cloud!r}, Keystone {cloud.auth_url}", file=sys.stderr)
+        marker = cloud.create_aggregate(STOP_AGGREGATE)
+        if marker is None:
+            print(f"gpupool stop: the kill switch of {args.os_cloud!r} was on already", file=sys.stderr)
+            return EXIT_CONVERGED
+        who = f"{getpass.getuser()} on {socket.gethostname()}"
+        cloud.set_aggregate_metadata(
+            marker, {STOP_REASON_KEY: args.reason[:200], "by": who, "since": timestamp(time.time())}
+        )
+    finally:
+        cloud.close()
+    print(f"gpupool stop: the kill switch of {args.os_cloud!r} is on: no gpupool process starts a move there")
+    return EXIT_CONVERGED
+
+
+def _resume(args) -> int:
+    from .cloud import Cloud
+    from .intent import STOP_AGGREGATE
+
+    cloud = Cloud(args.os_cloud)
+    try:
+        print(f"gpupool resume: cloud {args.os_cloud!r}, Keystone {cloud.auth_url}", file=sys.stderr)
+        marker = cloud.snapshot().aggregates.get(STOP_AGGREGATE)
+        if marker is None or not cloud.delete_aggregate(marker):
+            print(f"gpupool resume: the kill switch of {args.os_cloud!r} was off already", file=sys.stderr)
+            return EXIT_CONVERGED
+    finally:
+        cloud.close()
+    print(f"gpupool resume: the kill switch of {args.os_cloud!r} is off: moves may start again")
+    return EXIT_CONVERGED
 
 
 def _add_crd(subparsers) -> None:
@@ -474,6 +555,9 @@ def _reconcile(args) -> int:
                     status = build_status(report, now=time.time(), previous=status)
                     attention |= bool(report.needs_attention)
                     converged = report.converged
+                    if report.stopped is not None:
+                        print(f"{pool.name}: stopped: {report.stopped}", file=sys.stderr)
+                        break
                     if converged or report.paused or report.dry_run or report.breaker is not None:
                         break
                     progressed = any(str(r.outcome) in ("Moved", "RolledBack") for r in report.results)
@@ -577,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(subparsers)
     _add_reconcile(subparsers)
     _add_run(subparsers)
+    _add_stop(subparsers)
     _add_crd(subparsers)
     _add_sim(subparsers)
     return parser

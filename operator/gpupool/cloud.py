@@ -23,6 +23,7 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
+from .intent import STOP_AGGREGATE, stop_reason
 from .inventory import Aggregate, Host, HostNow, Snapshot
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,18 @@ class Cloud:
         return response.json()
 
     # -- reading ------------------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        """The kill switch, read on its own (one request: the aggregate list)."""
+        body = self._call(
+            "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
+        )
+        found = {
+            agg["name"]: Aggregate(int(agg["id"]), agg["name"], frozenset(), dict(agg.get("metadata") or {}))
+            for agg in body.get("aggregates", [])
+            if agg.get("name") == STOP_AGGREGATE
+        }
+        return stop_reason(found)
 
     def snapshot(self) -> Snapshot:
         """Aggregates, nova-compute hosts and their instance counts: three Nova requests.

@@ -96,6 +96,9 @@ class Controller:
     interval_s: float = 60.0
     cloud_factory: Callable[[str], Cloud] = Cloud
     identity: str = "gpupool operator"
+    # The operator's own kill switch: while this ConfigMap exists, no move starts on any cloud.
+    kill_switch_ref: tuple[str, str] | None = None  # (namespace, name)
+    _kill_switch_read: tuple[float, str | None] = (float("-inf"), None)
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     _changed: set[str] = field(default_factory=set)
@@ -111,6 +114,29 @@ class Controller:
             with self._lock:
                 self._changed.add(name)
         self.wake.set()
+
+    def kill_switch(self) -> str | None:
+        """Why the operator's kill switch stops all moves, or None. Read at most every 2 s (a pass
+        asks before each move it starts); an unreadable one counts as on: in doubt, do not move."""
+        if self.kill_switch_ref is None:
+            return None
+        read_at, why = self._kill_switch_read
+        if time.monotonic() - read_at < 2.0:
+            return why
+        namespace, name = self.kill_switch_ref
+        try:
+            data = self.kube.configmap_data(namespace, name)
+            if data is None:
+                why = None
+            else:
+                reason = data.get("reason") or "no reason given"
+                why = f"the operator's kill switch is on (ConfigMap {namespace}/{name}: {reason}); delete it to resume"
+        except Exception as exc:  # noqa: BLE001 - the API server's trouble must not let moves start
+            why = (
+                f"cannot read the operator's kill switch (ConfigMap {namespace}/{name}): {type(exc).__name__}"
+            )
+        self._kill_switch_read = (time.monotonic(), why)
+        return why
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -161,6 +187,8 @@ class Controller:
         pauses = [self.interval_s]
         for cloud_name, group in sorted(by_cloud.items()):
             pauses.append(self._round_on_cloud(cloud_name, group))
+        if self.kill_switch() is not None:
+            pauses.append(5.0)  # look again soon: the switch costs no Nova request to read
         return min(pauses)
 
     def _round_on_cloud(self, cloud_name: str, group: list[PoolView]) -> float:
@@ -177,6 +205,8 @@ class Controller:
         managed = set().union(*(managed_aggregates(spec) for spec in specs.values()))
         orphans = orphan_moves(snapshot, managed)
         working = [v for v in group if has_work(specs[v.name], snapshot, neighbours[v.name])]
+        if self.kill_switch() is not None:
+            working, orphans = [], []  # the passes below only report; nothing takes the lock
         lock = self._move_lock(cloud_name, cloud)
         if not (working or orphans):
             lock.reap(snapshot)
@@ -237,6 +267,7 @@ class Controller:
                 snapshot=snapshot,
                 should_stop=should_stop,
                 neighbours=neighbours,
+                kill_switch=self.kill_switch,
             )
         except CloudError as exc:
             publisher.cloud_error(str(exc))

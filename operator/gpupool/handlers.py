@@ -93,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
         leadership = StandaloneLeadership()
     else:
         leadership = PeeringLeadership(kube, args.peering, priority, args.peering_lifetime)
+    namespace, _, name = args.kill_switch.partition("/")
     _controller = Controller(
-        kube, leadership, interval_s=args.interval, identity=f"gpupool operator {kube.identity}"
+        kube,
+        leadership,
+        interval_s=args.interval,
+        identity=f"gpupool operator {kube.identity}",
+        kill_switch_ref=(namespace, name) if name else None,
     )
     stop = _controller.stop
     shutdown = threading.Event()

@@ -73,6 +73,23 @@ def names_fit(source: str, target: str) -> bool:
 
 # The cloud's move lock (movelock.py): an empty aggregate of this name. No spec may manage it.
 LOCK_AGGREGATE = "gpupool-lock"
+# The cloud's kill switch: while an aggregate of this name exists, no gpupool process (CLI or
+# operator) starts a move on that cloud. `gpupool stop` creates it, `gpupool resume` deletes it;
+# `openstack aggregate create gpupool-stop` works as well. Its metadata may say why.
+STOP_AGGREGATE = "gpupool-stop"
+STOP_REASON_KEY = "reason"
+
+
+def stop_reason(aggregates) -> str | None:
+    """Why moves are stopped on this cloud (its kill switch is on), or None."""
+    marker = aggregates.get(STOP_AGGREGATE)
+    if marker is None:
+        return None
+    why = (marker.metadata or {}).get(STOP_REASON_KEY) or "no reason given"
+    return (
+        f"the kill switch is on (aggregate {STOP_AGGREGATE!r} exists: {why}); `gpupool resume` turns it off"
+    )
+
 
 # Where a host came from, kept in Nova too: a host that left a second on-demand aggregate (say
 # L40-n3-NVLink) for a pool carries a metadata key on that pool's aggregate naming it, so that it

@@ -77,6 +77,18 @@ class Kube:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise
 
+    # -- the operator's kill switch -----------------------------------------------------------
+
+    def configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ConfigMap's data, or None when there is none of that name."""
+        try:
+            found = self.core.read_namespaced_config_map(name, namespace, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(found.data or {})
+
     # -- Events -----------------------------------------------------------------------------
 
     def event(self, pool: dict, type_: str, reason: str, message: str) -> None:

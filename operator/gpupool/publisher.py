@@ -44,6 +44,7 @@ class StatusPublisher:
         self._started: set[str] = set()
         self._results_posted = 0
         self._breaker_posted = False
+        self._stopped_posted = False
         self._blockers_known = {
             (b.get("reason"), b.get("message")) for b in self.previous.get("blockers") or ()
         }
@@ -150,6 +151,10 @@ class StatusPublisher:
             type_, reason = _RESULT_EVENTS[result.outcome]
             self.kube.event(self.body, type_, reason, result.message)
         self._results_posted = len(report.results)
+        if report.stopped is not None and not self._stopped_posted and report.finished:
+            self._stopped_posted = True
+            if not any(c.get("reason") == "Stopped" for c in self.previous.get("conditions") or ()):
+                self.kube.event(self.body, "Warning", "Stopped", report.stopped)
         if report.breaker is not None and not self._breaker_posted:
             self._breaker_posted = True
             self.kube.event(self.body, "Warning", "CircuitBreakerOpen", report.breaker)

@@ -20,8 +20,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from .api import GpuHostPoolSpec
-from .cloud import Cloud
-from .intent import MoveIntent, parse_reason
+from .cloud import Cloud, CloudError
+from .intent import MoveIntent, parse_reason, stop_reason
 from .inventory import Aggregate, Snapshot
 from .mover import Mover, MoveResult, Outcome, Step, resume_step
 from .planner import (
@@ -38,6 +38,9 @@ from .planner import (
 log = logging.getLogger(__name__)
 
 REPLAN_EVERY_S = 1.0
+# While a pass still has moves to start, how often it reads the cloud's kill switch again (one
+# request: the aggregate list; a pass with nothing left to start never reads it).
+STOP_CHECK_EVERY_S = 2.0
 # Failed moves in a row that open the circuit breaker. One failed move whose undo failed too
 # (its host keeps gpupool's intent) opens it at once.
 BREAKER_FAILURES = 3
@@ -66,6 +69,8 @@ class PassReport:
     dry_run: bool = False
     # Why the pass stopped starting moves (Nova kept failing); None while the breaker is closed.
     breaker: str | None = None
+    # A kill switch is on (the cloud's gpupool-stop aggregate, or the operator's own): why.
+    stopped: str | None = None
 
     @property
     def needs_attention(self) -> list[MoveResult]:
@@ -82,6 +87,7 @@ class PassReport:
             and not self.in_flight
             and not self.plan.blockers
             and self.breaker is None
+            and self.stopped is None
             and not self.needs_attention
         )
 
@@ -144,6 +150,8 @@ def roll_back_orphans(cloud: Cloud, snapshot: Snapshot, moves: list[Move]) -> li
 
 def has_work(spec: GpuHostPoolSpec, snapshot: Snapshot, neighbours: Neighbours | None = None) -> bool:
     """Whether a pass on this snapshot would change anything in Nova (and so needs the move lock)."""
+    if stop_reason(snapshot.aggregates) is not None:
+        return False
     resumed = recover_in_flight(spec, snapshot)
     if resumed:
         return True
@@ -267,6 +275,7 @@ class Reconciler:
         snapshot: Snapshot | None = None,
         should_stop: Callable[[], bool] | None = None,
         neighbours: Neighbours | None = None,
+        kill_switch: Callable[[], str | None] | None = None,
     ) -> PassReport:
         """One pass. Calls `on_report` whenever something changed (moves start or end).
 
@@ -274,6 +283,8 @@ class Reconciler:
         cloud and round); otherwise the pass takes its own. `should_stop`: asked before each new
         move; once true, no move starts and the pass ends when the running ones have finished (a
         move is never abandoned half-way). `neighbours`: the other GpuHostPools on this cloud.
+        `kill_switch`: the caller's own (the operator's, in the cluster): why moves are stopped, or None.
+        The cloud's kill switch is read from the snapshot, and again while moves are left to start.
         """
         snapshot = snapshot if snapshot is not None else self._cloud.snapshot()
         return _Pass(
@@ -284,6 +295,7 @@ class Reconciler:
             on_report or (lambda report: None),
             should_stop or (lambda: False),
             neighbours,
+            kill_switch or (lambda: None),
         ).run()
 
 
@@ -299,9 +311,12 @@ class _Pass:
         notify: ReportCallback,
         stop: Callable[[], bool],
         neighbours: Neighbours | None,
+        kill_switch: Callable[[], str | None],
     ):
         self.cloud, self.clock, self.spec, self.snapshot = cloud, clock, spec, snapshot
         self.notify, self.stop, self.neighbours = notify, stop, neighbours
+        self.kill_switch = kill_switch
+        self.stop_checked = time.monotonic()
         self.may_start_new = not (spec.paused or spec.dry_run)
         self.bound = spec.policy.max_concurrent_moves
         self.breaker = CircuitBreaker()
@@ -357,7 +372,15 @@ class _Pass:
 
     def run(self) -> PassReport:
         report = self.report
-        if not self.resumed and not self.may_start_new:
+        report.stopped = stop_reason(self.snapshot.aggregates) or self.kill_switch()
+        if report.stopped is not None or (not self.resumed and not self.may_start_new):
+            # Stopped: nothing starts, not even a half-done move (a person may be handling it).
+            report.in_flight = [
+                InFlight(
+                    m, resume_step(m, self.snapshot.hosts[m.host], self.snapshot), self.clock(), stuck=True
+                )
+                for m, _ in self.resumed
+            ]
             report.finished = True
             self.notify(report)
             return report
@@ -375,7 +398,9 @@ class _Pass:
                     replan, planned_at = False, time.monotonic()
                     free = max(0, self.bound - len(self._in_flight_moves()))
                     report.plan = replace(everything, moves=tuple(everything.moves[:free]))
-                if self.stop() or self.breaker.why is not None:
+                if (self.queue or self.resumed) and report.stopped is None:
+                    report.stopped = self._stopped_now()
+                if self.stop() or self.breaker.why is not None or report.stopped is not None:
                     # Nothing more starts: half-done moves not yet started wait for the next round.
                     self.queue.clear()
                     self.resumed.clear()
@@ -387,6 +412,18 @@ class _Pass:
                     replan |= self._finished(future)
                 self.notify(report)
         return self._final()
+
+    def _stopped_now(self) -> str | None:
+        """A kill switch turned on during the pass: the caller's at once, the cloud's every
+        STOP_CHECK_EVERY_S (a Nova request)."""
+        why = self.kill_switch()
+        if why is None and time.monotonic() - self.stop_checked >= STOP_CHECK_EVERY_S:
+            self.stop_checked = time.monotonic()
+            try:
+                why = self.cloud.stop_reason()
+            except CloudError as exc:
+                log.warning("could not read the kill switch (%s); going on", exc)
+        return why
 
     def _start(self, pool: ThreadPoolExecutor) -> None:
         free = self.bound - len(self.running) - len(self.stuck)

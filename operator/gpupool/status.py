@@ -42,7 +42,11 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
         if stuck
         else ""
     )
-    if report.paused or report.dry_run:
+    if report.stopped is not None:
+        what = f"stopped: {report.stopped}" + (f"; {half_done}" if half_done else "")
+        ready = ("Ready", "False", "Stopped", what)
+        progressing = ("Progressing", "False", "Stopped", what)
+    elif report.paused or report.dry_run:
         word, field_ = ("Paused", "spec.paused") if report.paused else ("DryRun", "spec.dryRun")
         running = [f for f in report.in_flight if not f.stuck]
         if stuck:
@@ -85,6 +89,8 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
         degraded = ("Degraded", "True", first_blocker.reason, message)
     elif report.breaker is not None:
         degraded = ("Degraded", "True", "CircuitBreakerOpen", report.breaker)
+    elif report.stopped is not None:
+        degraded = ("Degraded", "False", "Stopped", ready[3])
     elif attention:
         degraded = ("Degraded", "True", ready[2], attention[0].message)
     elif failures:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -213,3 +214,30 @@ def test_the_cli_waits_while_the_operator_moves_hosts(cloud, kube, tmp_path):
 def _status(kube, name: str) -> dict:
     proc = kube.kubectl("get", "ghp", name, "-o", "json", check=False)
     return (json.loads(proc.stdout).get("status") or {}) if proc.returncode == 0 else {}
+
+
+def test_the_operators_kill_switch_stops_a_change_mid_way_and_strands_nothing(cloud, kube):
+    sim, _ = cloud
+    kube.kubectl("create", "namespace", "gpupool-system", check=False)
+    hold = sim.hold("POST", ACTION, body_contains="add_host")
+    kube.apply(
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 4}}, policy={"maxConcurrentMoves": 1})
+    )
+    sim.wait_held(hold, timeout=60)  # mid-change: the first host is on its way into spot
+    kube.kubectl(
+        "-n", "gpupool-system", "create", "configmap", "gpupool-stop", "--from-literal=reason=INC-42"
+    )
+    time.sleep(2.5)  # the operator reads its switch at most every 2 s, before each move it starts
+    sim.release_all()
+    status, reason = wait_for(
+        "Stopped", lambda: ready(kube, "l40")[1] == "Stopped" and ready(kube, "l40"), timeout=60
+    )
+    assert status == "False" and "INC-42" in condition(kube, "l40")["message"]
+    time.sleep(3)
+    assert members(sim)["L40-n3-spot"] == {"gpu-l40-001"}  # the move under way finished, no other started
+    assert disabled_by_gpupool(sim) == []
+    assert any(e["reason"] == "Stopped" for e in events(kube, "l40"))
+
+    kube.kubectl("-n", "gpupool-system", "delete", "configmap", "gpupool-stop")
+    wait_for("Ready after the switch is off", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
+    assert len(members(sim)["L40-n3-spot"]) == 4

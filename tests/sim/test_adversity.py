@@ -476,3 +476,38 @@ def test_a_killed_run_leaves_a_lock_the_next_run_takes_over_at_once(start_sim, t
     assert time.monotonic() - started < 30  # the holder's process is gone: no waiting for its claim
     assert "gpupool-lock" not in membership(sim.state())
     assert_fleet_rules(sim.state(), all_hosts(fleet))
+
+
+# -- The kill switch (issue 9) -------------------------------------------------------------------
+
+
+def test_the_kill_switch_stops_the_cli_before_and_during_a_run(start_sim, tmp_path):
+    fleet = small_fleet(on_demand=6)
+    sim = start_sim(fleet)
+    stop = run_gpupool(sim, "stop", "--os-cloud", "sim", "--reason", "INC-42: Nova upgrade")
+    assert stop.returncode == 0, stop.stderr
+    assert "gpupool-stop" in membership(sim.state())
+
+    result, statuses = reconcile(sim, tmp_path, pool_spec(spot=3))
+    assert result.returncode == 2
+    assert "INC-42: Nova upgrade" in result.stderr
+    assert ready(statuses["l40"]) == ("False", "Stopped")
+    assert membership(sim.state())["L40-n3-spot"] == set()
+
+    assert run_gpupool(sim, "resume", "--os-cloud", "sim").returncode == 0
+    assert "gpupool-stop" not in membership(sim.state())
+
+    # Turned on mid-run: the move under way finishes, no other starts, nothing is left half-done.
+    hold = sim.hold("POST", ACTION, body_contains="add_host")
+    run = background(sim, tmp_path, pool_spec(spot=3, policy={"maxConcurrentMoves": 1}))
+    sim.wait_held(hold)
+    assert run_gpupool(sim, "stop", "--os-cloud", "sim", "--reason", "INC-43").returncode == 0
+    time.sleep(2.2)  # the pass reads the switch again at most every 2 s while it has moves to start
+    sim.release_all()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 2, err
+    state = sim.state()
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-001"}
+    assert held_by_gpupool(state) == []
+    assert_fleet_rules(state, all_hosts(fleet))
+    assert ready(json.loads(out)[0]["status"]) == ("False", "Stopped")

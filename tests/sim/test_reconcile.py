@@ -91,11 +91,11 @@ def test_blocked_when_not_enough_movable_hosts_and_says_why(start_sim, tmp_path)
         foreign_disabled=("gpu-l40-004",),
     )
     sim = start_sim(fleet)
-    spec = pool_spec(spot=4, policy={"excludeHosts": ["gpu-l40-005"]})
+    spec = pool_spec(spot=4, policy={"excludeHosts": ["gpu-l40-005"], "allowPartial": True})
     result, status = reconcile(sim, tmp_path, spec)
     assert result.returncode == 2, result.stderr
     state = sim.state()
-    assert membership(state)["L40-n3-spot"] == {"gpu-l40-006"}  # the only movable host
+    assert membership(state)["L40-n3-spot"] == {"gpu-l40-006"}  # the only movable host (partial allowed)
     assert_fleet_rules(state, all_hosts(fleet))
     (blocker,) = status["blockers"]
     assert blocker["reason"] == "NotEnoughMovableHosts"
@@ -272,7 +272,7 @@ def test_shrink_blocked_by_busy_pool_hosts_missing_aggregate_and_host_in_two_poo
     fleet["aggregates"][0]["hosts"].append("gpu-l40-009")  # in L40-n3 and L40-n3-spot
     fleet["aggregates"] = [a for a in fleet["aggregates"] if a["name"] != "L40-n3-runpod"]
     sim = start_sim(fleet)
-    spec = pool_spec(spot=0, runpod=1, contract=1)
+    spec = pool_spec(spot=0, runpod=1, contract=1, policy={"allowPartial": True})
     result, status = reconcile(sim, tmp_path, spec)
     assert result.returncode == 2, result.stderr
     reasons = {b["reason"]: b for b in status["blockers"]}
