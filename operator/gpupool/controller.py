@@ -11,6 +11,7 @@ to catch drift made behind the operator's back. Only the replica that leads (pee
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,9 @@ from .publisher import StatusPublisher
 from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
 
 log = logging.getLogger(__name__)
+# After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
+# clouds.yaml, say a rotated Secret, is picked up then).
+CLOUD_RETRY_S = 10.0
 
 
 @dataclass
@@ -83,6 +87,18 @@ def returning_spec(spec: GpuHostPoolSpec) -> GpuHostPoolSpec:
     )
 
 
+def _config_stamp() -> tuple | None:
+    """What identifies the clouds.yaml as read now (a Secret volume swaps the file on rotation)."""
+    path = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if not path:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 class Leadership(Protocol):
     """peering.py: set while this replica is the one that acts."""
 
@@ -104,6 +120,7 @@ class Controller:
     _changed: set[str] = field(default_factory=set)
     _clouds: dict[str, Cloud] = field(default_factory=dict)
     _locks: dict[str, MoveLock] = field(default_factory=dict)
+    _config_stamps: dict[str, tuple | None] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- called from kopf handlers ----------------------------------------------------------
@@ -198,7 +215,7 @@ class Controller:
         except CloudError as exc:
             for view in group:
                 StatusPublisher(self.kube, view.body).cloud_error(str(exc))
-            return self.interval_s
+            return min(self.interval_s, CLOUD_RETRY_S)
         specs = {v.name: v.effective_spec() for v in group}
         entries = [(name, spec) for name, spec in specs.items()]
         neighbours = {name: neighbours_of(name, entries) for name in specs}
@@ -289,15 +306,24 @@ class Controller:
         return (progressed and report.breaker is None) or should_stop()
 
     def _cloud(self, name: str) -> Cloud:
+        """The connection to a cloud; a new one when clouds.yaml changed (a rotated credentials
+        Secret is picked up within a round, without a restart)."""
+        stamp = _config_stamp()
         cloud = self._clouds.get(name)
+        if cloud is not None and self._config_stamps.get(name) != stamp:
+            log.info("clouds.yaml changed: reconnecting to %s", name)
+            self._clouds.pop(name).close()
+            cloud = None
         if cloud is None:
             cloud = self._clouds[name] = self.cloud_factory(name)
+            self._config_stamps[name] = stamp
         return cloud
 
     def _move_lock(self, name: str, cloud: Cloud) -> MoveLock:
         lock = self._locks.get(name)
         if lock is None:
             lock = self._locks[name] = MoveLock(cloud, self.identity)
+        lock.use(cloud)  # a new connection after clouds.yaml changed
         return lock
 
     def _forget(self, name: str) -> None:

@@ -89,6 +89,11 @@ class MoveLock:
         self._renewing = threading.Event()
         self._renewer: threading.Thread | None = None
 
+    def use(self, cloud: Cloud) -> None:
+        """Talk to the cloud through this connection from now on (the old one was closed)."""
+        with self._lock:
+            self._cloud = cloud
+
     @property
     def held(self) -> bool:
         return self._held is not None

@@ -241,3 +241,19 @@ def test_the_operators_kill_switch_stops_a_change_mid_way_and_strands_nothing(cl
     kube.kubectl("-n", "gpupool-system", "delete", "configmap", "gpupool-stop")
     wait_for("Ready after the switch is off", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
     assert len(members(sim)["L40-n3-spot"]) == 4
+
+
+def test_rotated_credentials_are_picked_up_without_a_restart(cloud, kube):
+    sim, _ = cloud
+    good = sim.clouds_yaml.read_text()
+    clouds = yaml.safe_load(good)
+    entry = clouds["clouds"][sim.cloud_name]
+    entry["auth"]["password"] = "expired-password"
+    sim.clouds_yaml.write_text(yaml.safe_dump(clouds))  # the old Secret: credentials Keystone refuses
+    kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 1}}))
+    wait_for("CloudError", lambda: ready(kube, "l40")[1] == "CloudError", timeout=60)
+    assert "expired-password" not in json.dumps(_status(kube, "l40"))
+    sim.clouds_yaml.write_text(good)  # the rotated Secret, as the kubelet swaps it in
+    wait_for(
+        "Ready with the new credentials", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60
+    )
