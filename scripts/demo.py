@@ -73,13 +73,14 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
     kubectl = str(cp.kubectl)
     log = open(workdir / "operator.log", "w")  # noqa: SIM115 - the operator writes to it until it stops
     operator = subprocess.Popen(
-        [str(BIN / "gpupool"), "run", "--interval", "10", "--lease-duration", "5"],
+        [str(BIN / "gpupool"), "run", "--interval", "10", "--peering-lifetime", "5"],
         env={**kenv, "PYTHONUNBUFFERED": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         run([kubectl, "apply", "-f", "crds/"], kenv, check=True)
+        run([kubectl, "apply", "-f", "crds/kopf/"], kenv, check=True)  # kopf's peering CRD
         run([kubectl, "wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io"], kenv, check=True)
         banner("kubectl apply -f examples/pools/")
         run([kubectl, "apply", "-f", "examples/pools/"], kenv, check=True)

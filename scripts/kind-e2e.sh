@@ -27,6 +27,8 @@ kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER"
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 kubectl apply -f "$ROOT/crds/"
+# kopf's ClusterKopfPeering CRD, unless another kopf operator installed it already (docs/install.md)
+kubectl get crd clusterkopfpeerings.kopf.dev >/dev/null 2>&1 || kubectl apply -f "$ROOT/crds/kopf/"
 kubectl wait --for=condition=Established crd/gpuhostpools.gpupool.io crd/clusterkopfpeerings.kopf.dev --timeout=60s
 kubectl apply -k "$ROOT/manifests/"
 

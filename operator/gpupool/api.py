@@ -401,7 +401,10 @@ class Summary(_Model):
     contracts: str = Field(
         default="-", description="Contract hosts summed as current/desired, for kubectl get."
     )
-    on_demand: str = Field(default="0/0", description="On-demand hosts as hosts/movable, for kubectl get.")
+    on_demand: str = Field(
+        default="0 (0 movable)",
+        description='On-demand hosts, and how many of them may move, e.g. "19 (3 movable)", for kubectl get.',
+    )
     message: str = Field(default="", description="The Ready condition's message, for kubectl get -o wide.")
 
 

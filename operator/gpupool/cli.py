@@ -181,8 +181,6 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long a silent replica's peering record holds off the others (default 15)",
     )
-    # The option's name before peering replaced the Lease; kept so existing command lines still work.
-    parser.add_argument("--lease-duration", type=int, dest="peering_lifetime", help=argparse.SUPPRESS)
     parser.add_argument(
         "--priority",
         type=int,

@@ -141,8 +141,9 @@ def _printer_columns() -> list[dict[str, Any]]:
         column(
             "READY", '.status.conditions[?(@.type=="Ready")].status', "Every pool holds its desired hosts"
         ),
+        column("REASON", '.status.conditions[?(@.type=="Ready")].reason', "Why Ready is what it is"),
         column("AGE", ".metadata.creationTimestamp", "Age", kind="date"),
-        column("ON-DEMAND", ".status.summary.onDemand", "On-demand hosts/movable", priority=1),
+        column("ON-DEMAND", ".status.summary.onDemand", "On-demand hosts, and how many may move", priority=1),
         column("MESSAGE", ".status.summary.message", "What the operator is doing or waiting for", priority=1),
     ]
 

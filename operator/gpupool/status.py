@@ -201,6 +201,6 @@ def summary(status: dict) -> dict:
             if contracts
             else "-"
         ),
-        "onDemand": f"{on_demand.get('hosts', 0)}/{on_demand.get('movable', 0)}",
+        "onDemand": f"{on_demand.get('hosts', 0)} ({on_demand.get('movable', 0)} movable)",
         "message": ready["message"] if ready else "",
     }

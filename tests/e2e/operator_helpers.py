@@ -89,7 +89,7 @@ def new_peering() -> str:
 new_lease = new_peering  # the former name, still used by bench/operator_steady_state.py
 
 
-PEERING_CRD = REPO / "crds" / "clusterkopfpeerings.kopf.dev.yaml"
+PEERING_CRD = REPO / "crds" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"
 
 
 def ensure_peering(kube, name: str) -> None:

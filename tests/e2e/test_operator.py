@@ -103,11 +103,12 @@ def test_examples_converge_and_read_well_in_kubectl(stack, kube):
     kube.kubectl("wait", "--for=condition=Ready", "ghp", "--all", "--timeout=120s")
 
     table = kube.kubectl("get", "ghp").stdout
-    assert re.search(r"^NAME\s+GPU\s+SPOT\s+RUNPOD\s+CONTRACTS\s+READY\s+AGE", table, re.M), table
-    assert re.search(r"^l40\s+L40\s+8/8\s+4/4\s+6/6\s+True\s", table, re.M), table
-    assert re.search(r"^rtx-a6000\s+RTX-A6000\s+4/4\s+1/1\s+16/16\s+True\s", table, re.M), table
+    assert re.search(r"^NAME\s+GPU\s+SPOT\s+RUNPOD\s+CONTRACTS\s+READY\s+REASON\s+AGE", table, re.M), table
+    assert re.search(r"^l40\s+L40\s+8/8\s+4/4\s+6/6\s+True\s+Converged\s", table, re.M), table
+    assert re.search(r"^rtx-a6000\s+RTX-A6000\s+4/4\s+1/1\s+16/16\s+True\s+Converged\s", table, re.M), table
     wide = kube.kubectl("get", "ghp", "-o", "wide").stdout
     assert "ON-DEMAND" in wide and "MESSAGE" in wide and "every pool holds its desired hosts" in wide
+    assert re.search(r"^l40\s.*\s\d+ \(\d+ movable\)\s", wide, re.M), wide
 
     nova = members(sim)
     assert len(nova["L40-n3-spot"]) == 8 and len(nova["L40-n3-runpod"]) == 4

@@ -131,11 +131,12 @@ def test_printer_columns():
         ("RUNPOD", ".status.summary.runpod", 0),
         ("CONTRACTS", ".status.summary.contracts", 0),
         ("READY", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("REASON", '.status.conditions[?(@.type=="Ready")].reason', 0),
         ("AGE", ".metadata.creationTimestamp", 0),
         ("ON-DEMAND", ".status.summary.onDemand", 1),
         ("MESSAGE", ".status.summary.message", 1),
     ]
-    assert columns[5]["type"] == "date"
+    assert columns[6]["type"] == "date"
 
 
 def test_printer_columns_point_at_fields_of_the_schema():
