@@ -362,6 +362,7 @@ class _Attempt:
 
     def _enter(self, step: Step) -> None:
         self.step = step
+        log.info("%s %s -> %s: %s", self.move.host, self.move.source, self.move.target, step)
         self.on_step(self.move, step)
 
     def _read(self) -> HostNow:

@@ -31,11 +31,13 @@ def test_version_and_verbose_anywhere(start_sim, tmp_path):
     shown = subprocess.run([GPUPOOL, "--version"], capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stdout.strip() == f"gpupool {version}"
     sim = start_sim(small_fleet(on_demand=2))
-    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=0))
-    before = run_gpupool(sim, "-v", "plan", "-f", str(spec))
-    after = run_gpupool(sim, "plan", "-f", str(spec), "-v")
-    assert before.returncode == after.returncode == 0, after.stderr
-    assert " INFO " in after.stderr  # -v after the subcommand logs too
+    quiet = run_gpupool(sim, "reconcile", "-f", str(write_spec(tmp_path / "a.yaml", pool_spec(spot=1))))
+    after = run_gpupool(sim, "reconcile", "-f", str(write_spec(tmp_path / "b.yaml", pool_spec(spot=2))), "-v")
+    assert quiet.returncode == after.returncode == 0, after.stderr
+    assert " INFO " not in quiet.stderr
+    assert (
+        " INFO gpupool.mover: gpu-l40-002 L40-n3 -> L40-n3-spot: Check" in after.stderr
+    )  # -v after the subcommand
 
 
 def test_versions_agree_across_package_image_and_changelog():
