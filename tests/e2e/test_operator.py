@@ -283,7 +283,13 @@ def test_deletion_with_each_policy(stack, kube):
 
 def test_blockers_are_reported_once_and_explained(stack, kube):
     sim, _ = stack(L40_FLEET, interval=2)
-    spec = {"gpuType": "L40", "cloud": "sim", "pools": {"spot": {"hosts": 11}}}  # 10 movable hosts
+    # 10 movable hosts; partial progress allowed (the default moves nothing at all: test_cli_conventions)
+    spec = {
+        "gpuType": "L40",
+        "cloud": "sim",
+        "pools": {"spot": {"hosts": 11}},
+        "policy": {"allowPartial": True},
+    }
     kube.apply(ghp("greedy", **spec))
     wait_for("Degraded", lambda: condition(kube, "greedy", "Degraded").get("status") == "True", timeout=60)
     degraded = condition(kube, "greedy", "Degraded")
