@@ -634,13 +634,16 @@ def reconcile_as(realnova, d: Deployed, cloud: str, tmp_path: Path) -> subproces
     (tmp_path / "pools.yaml").write_text(yaml.safe_dump(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
-    return subprocess.run(
-        [GPUPOOL, "reconcile", "-f", str(tmp_path / "pools.yaml"), "-o", "json", "--os-cloud", cloud],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    try:
+        return subprocess.run(
+            [GPUPOOL, "reconcile", "-f", str(tmp_path / "pools.yaml"), "-o", "json", "--os-cloud", cloud],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        clouds.unlink()  # it holds a secret; pytest keeps tmp_path
 
 
 # nova.api.openstack.requestlog / placement.requestlog:
