@@ -12,6 +12,10 @@ databases, plus a stub network service that answers empty lists (netstub.py). No
 register.py writes compute services, compute nodes, host mappings, Placement resource providers
 and inventories, instances and their allocations, builds and live migrations through nova's own
 objects and report client, as a booting nova-compute, the scheduler and the conductor would.
+Nova and Placement run with gpupool's least-privilege policy overrides (manifests/openstack/), and
+Keystone holds a role `gpupool-operator`, a project `gpupool`, a user holding only that role, an
+application credential restricted to it and a user without it: clouds.yaml has an entry for each
+(`realnova-gpupool`, `realnova-gpupool-password`, `realnova-norole`) beside the admin's (`realnova`).
 The PyPI packages live in a venv under ${GPUPOOL_CACHE:-~/.cache/gpupool}/realnova-<versions>/,
 built once and reused (stamp file); constraints.txt pins every dependency.
 """
@@ -37,11 +41,14 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
+# gpupool's least-privilege policy overrides, as shipped (docs/openstack-access.md).
+POLICIES = HERE.parents[1] / "manifests" / "openstack"
 CONSTRAINTS = HERE / "constraints.txt"
 
 NOVA_VERSION = "34.0.0"
@@ -54,6 +61,16 @@ REQUIREMENTS = [
     "gunicorn",
 ]
 CLOUD_NAME = "realnova"
+# Least privilege (docs/openstack-access.md): what realnova.py creates in Keystone at each start.
+LP_ROLE = "gpupool-operator"
+LP_PROJECT = "gpupool"
+LP_USER = "gpupool"  # holds LP_ROLE on LP_PROJECT, nothing else
+LP_APP_CRED = "gpupool"  # LP_USER's application credential, restricted to LP_ROLE
+NOROLE_USER = "gpupool-norole"  # holds `member` on LP_PROJECT, not LP_ROLE
+NOROLE_ROLE = "member"
+CLOUD_GPUPOOL = "realnova-gpupool"  # v3applicationcredential: LP_APP_CRED
+CLOUD_GPUPOOL_PASSWORD = "realnova-gpupool-password"  # password: LP_USER
+CLOUD_NOROLE = "realnova-norole"  # password: NOROLE_USER
 REGION = "RegionOne"
 START_TIMEOUT = 180.0
 
@@ -162,9 +179,30 @@ class RealNova:
     def cloud_name(self) -> str:
         return CLOUD_NAME
 
-    def env(self) -> dict[str, str]:
-        """Environment for an openstack client (the operator, `openstack`) to reach this cloud."""
-        return {"OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": CLOUD_NAME}
+    def env(self, cloud: str | None = None, *, least_privilege: bool = False) -> dict[str, str]:
+        """Environment for an openstack client (the operator, `openstack`) to reach this cloud:
+        as admin (`realnova`), or with `least_privilege` as gpupool's application credential
+        (`realnova-gpupool`: the role gpupool-operator only), or as any clouds.yaml entry."""
+        name = cloud or (CLOUD_GPUPOOL if least_privilege else CLOUD_NAME)
+        return {"OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "OS_CLOUD": name}
+
+    @property
+    def least_privilege(self) -> dict:
+        """What ensure_least_privilege() created: role, project, users and ids (no secrets)."""
+        return dict(self.info.get("least_privilege") or {})
+
+    def export_clouds(self, dest: str | Path, *names: str) -> Path:
+        """Write a clouds.yaml holding only the named entries (mode 0600): a client given it
+        cannot fall back to any other credentials, the admin's in particular."""
+        clouds = json.loads(self.clouds_yaml.read_text())["clouds"]
+        missing = [n for n in names if n not in clouds]
+        if missing:
+            raise RealNovaError(f"no clouds.yaml entry {missing} (has {sorted(clouds)})")
+        dest = Path(dest)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"clouds": {n: clouds[n] for n in names}}, out, indent=2)
+        return dest
 
     def _bin(self, name: str) -> str:
         assert self.venv is not None
@@ -269,6 +307,11 @@ class RealNova:
         values = {"state": str(self.state), "keystone_url": keystone_url, "password": password}
         for name in ("keystone.conf", "placement.conf", "nova.conf"):
             _render(name, self.state / name, values)
+        # gpupool's policy overrides, installed both ways docs/openstack-access.md describes:
+        # Nova's as [oslo_policy] policy_file, Placement's as a policy.d drop-in.
+        shutil.copy(POLICIES / "nova-policy.yaml", self.state / "nova-policy.yaml")
+        (self.state / "placement-policy.d").mkdir(exist_ok=True)
+        shutil.copy(POLICIES / "placement-policy.yaml", self.state / "placement-policy.d" / "gpupool.yaml")
         shutil.copy(self.venv / "etc" / "nova" / "api-paste.ini", self.state / "api-paste.ini")
         self._write_clouds_yaml(keystone_url, password)
 
@@ -354,7 +397,21 @@ class RealNova:
 
         self._spawn("keystone", self._gunicorn(ports["keystone"], "keystone.wsgi.api:application", threads=4))
         self._wait_http("keystone", f"{keystone_url}/v3")
-        self._register_catalog(keystone_url, password, ports)
+        token = _keystone_token(keystone_url, password)
+        self._register_catalog(keystone_url, token, ports)
+        # gpupool's least-privilege role, project, users and application credential: Keystone
+        # requests only, made while Placement and nova-api start (they need none of it). Not at
+        # the same time as the catalog: Keystone's SQLite database takes one writer at a time.
+        least_privilege: list = []  # [(info, clouds), seconds]
+        lp_started = time.monotonic()
+
+        def create_least_privilege() -> None:
+            least_privilege.append(_create_least_privilege(keystone_url, token))
+            least_privilege.append(round(time.monotonic() - lp_started, 1))  # not self.info: _save() reads it
+
+        lp_thread = guarded(create_least_privilege)
+        lp_thread.daemon = True  # a failed start does not wait for it
+        lp_thread.start()
 
         # Placement runs single-threaded: SQLite and concurrent writers do not mix.
         self._spawn(
@@ -369,6 +426,16 @@ class RealNova:
         self._wait_http("placement", f"http://127.0.0.1:{ports['placement']}/")
         self._wait_http("network", f"http://127.0.0.1:{ports['network']}/")
         self._wait_http("nova-api", f"http://127.0.0.1:{ports['nova']}/")
+        lp_thread.join()
+        if errors:
+            exc = errors[0]
+            said = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else ""
+            raise RealNovaError(
+                f"creating gpupool's least-privilege role and users in Keystone failed: {exc!r} {said}\n"
+                f"{_tail(self.logs / 'keystone.log', 30)}"
+            )
+        (lp_info, lp_clouds), self.info["least_privilege_s"] = least_privilege
+        self._apply_least_privilege(lp_info, lp_clouds)
         self.info["started_in_s"] = round(time.monotonic() - started, 1)
         self._save()
 
@@ -431,31 +498,47 @@ class RealNova:
             app,
         ]
 
-    def _write_clouds_yaml(self, keystone_url: str, password: str) -> None:
+    def _write_clouds_yaml(self, keystone_url: str, password: str, extra: dict | None = None) -> None:
         # JSON is YAML: no YAML library needed here.
         clouds = {
             "clouds": {
-                CLOUD_NAME: {
-                    "auth": {
-                        "auth_url": f"{keystone_url}/v3",
+                CLOUD_NAME: _cloud_entry(
+                    keystone_url,
+                    {
                         "username": "admin",
                         "password": password,
                         "project_name": "admin",
                         "user_domain_name": "Default",
                         "project_domain_name": "Default",
                     },
-                    "region_name": REGION,
-                    "interface": "public",
-                    "identity_api_version": 3,
-                }
+                ),
+                **(extra or {}),
             }
         }
         fd = os.open(self.clouds_yaml, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(clouds, out, indent=2)
 
-    def _register_catalog(self, keystone_url: str, password: str, ports: dict[str, int]) -> None:
-        token = _keystone_token(keystone_url, password)
+    def ensure_least_privilege(self, admin_token: str | None = None) -> dict:
+        """Create, idempotently, what docs/openstack-access.md tells an operator to create: the
+        role gpupool-operator, a project gpupool, a user gpupool holding only that role there, its
+        application credential restricted to the role, and a user gpupool-norole holding only
+        `member` there; then add their clouds.yaml entries (up() does this by itself). Run again,
+        it finds what exists, resets the two users' passwords and replaces the application
+        credential (Keystone shows a secret only when it creates it)."""
+        url = self.info["keystone_url"]
+        admin_password = json.loads(self.clouds_yaml.read_text())["clouds"][CLOUD_NAME]["auth"]["password"]
+        info, clouds = _create_least_privilege(url, admin_token or _keystone_token(url, admin_password))
+        self._apply_least_privilege(info, clouds)
+        return self.least_privilege
+
+    def _apply_least_privilege(self, info: dict, clouds: dict) -> None:
+        admin_password = json.loads(self.clouds_yaml.read_text())["clouds"][CLOUD_NAME]["auth"]["password"]
+        self._write_clouds_yaml(self.info["keystone_url"], admin_password, clouds)
+        self.info["least_privilege"] = info
+        self._save()
+
+    def _register_catalog(self, keystone_url: str, token: str, ports: dict[str, int]) -> None:
         services = [
             ("placement", "placement", f"http://127.0.0.1:{ports['placement']}"),
             ("nova", "compute", f"http://127.0.0.1:{ports['nova']}/v2.1"),
@@ -583,18 +666,169 @@ def _post(url: str, token: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
-def _keystone_token(keystone_url: str, password: str) -> str:
+def _keystone_token(keystone_url: str, password: str, user: str = "admin", project: str = "admin") -> str:
     body = {
         "auth": {
             "identity": {
                 "methods": ["password"],
-                "password": {"user": {"name": "admin", "domain": {"name": "Default"}, "password": password}},
+                "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}},
             },
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
         }
     }
     with _request(keystone_url + "/v3/auth/tokens", None, body) as resp:
         return resp.headers["X-Subject-Token"]
+
+
+def _create_least_privilege(url: str, token: str) -> tuple[dict, dict]:
+    """Keystone requests only (safe in a thread): ({ids, names}, {cloud name: clouds.yaml entry}).
+
+    Create first, look up on 409: from a fresh database (every start) that is 9 requests, 0.7-0.9 s
+    on the 2-core machine, which up() spends while nova-api and Placement start. Cheap bcrypt
+    hashes for the new users and the application credential (keystone.conf:
+    password_hash_rounds = 4)."""
+    role_id, _ = _ensure(url, token, "roles", {"name": LP_ROLE, "description": "gpupool-operator"})
+    member_id = _find(url, token, "roles", NOROLE_ROLE)
+    if member_id is None:
+        raise RealNovaError(f"Keystone has no role {NOROLE_ROLE!r} (keystone-manage bootstrap makes it)")
+    project_id, _ = _ensure(
+        url,
+        token,
+        "projects",
+        {"name": LP_PROJECT, "domain_id": "default", "description": "gpupool-operator"},
+    )
+    users: dict[str, tuple[str, str, bool]] = {}
+    for user, role in ((LP_USER, role_id), (NOROLE_USER, member_id)):
+        password = secrets.token_urlsafe(24)
+        fields = {
+            "name": user,
+            "domain_id": "default",
+            "default_project_id": project_id,
+            "password": password,
+        }
+        user_id, created = _ensure(url, token, "users", fields, update={"password": password})
+        # PUT is idempotent: 204 whether or not the user held the role already.
+        with _request(
+            f"{url}/v3/projects/{project_id}/users/{user_id}/roles/{role}", token, None, method="PUT"
+        ):
+            pass
+        users[user] = (user_id, password, created)
+    # An application credential belongs to its user, who creates it (Keystone's default policy:
+    # rule:owner) with a token scoped to the project; it is restricted to the one role.
+    lp_id, lp_password, lp_created = users[LP_USER]
+    if not all(created for *_, created in users.values()):
+        # A new password revokes the user's tokens issued up to that second, a token issued in
+        # the same second included: wait for the next one (only when run again).
+        time.sleep(1.1)
+    lp_token = _keystone_token(url, lp_password, user=LP_USER, project=LP_PROJECT)
+    creds_url = f"{url}/v3/users/{lp_id}/application_credentials"
+    if not lp_created:  # a user that existed may hold one of that name, whose secret is lost
+        with _request(f"{creds_url}?name={LP_APP_CRED}", lp_token, None, method="GET") as resp:
+            for old in json.loads(resp.read())["application_credentials"]:
+                with _request(f"{creds_url}/{old['id']}", lp_token, None, method="DELETE"):
+                    pass
+    body = {
+        "application_credential": {
+            "name": LP_APP_CRED,
+            "description": "gpupool reconcile / the gpupool operator",
+            "roles": [{"name": LP_ROLE}],
+        }
+    }
+    for attempt in range(3):
+        try:
+            app_cred = _post(creds_url, lp_token, body)["application_credential"]
+            break
+        except urllib.error.HTTPError as exc:
+            # Seen once, while the catalog was registered at the same time (up() no longer does
+            # that): the new token did not carry the role assigned just before ("Cannot create an
+            # application credential with unassigned role", 400). A fresh token a moment later does.
+            if exc.code != 400 or attempt == 2:
+                raise
+            time.sleep(0.5)
+            lp_token = _keystone_token(url, lp_password, user=LP_USER, project=LP_PROJECT)
+
+    def password_auth(user: str, password: str) -> dict:
+        return {
+            "username": user,
+            "password": password,
+            "project_name": LP_PROJECT,
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        }
+
+    clouds = {
+        CLOUD_GPUPOOL: _cloud_entry(
+            url,
+            {
+                "application_credential_id": app_cred["id"],
+                "application_credential_secret": app_cred["secret"],
+            },
+            auth_type="v3applicationcredential",
+        ),
+        CLOUD_GPUPOOL_PASSWORD: _cloud_entry(url, password_auth(LP_USER, lp_password)),
+        CLOUD_NOROLE: _cloud_entry(url, password_auth(NOROLE_USER, users[NOROLE_USER][1])),
+    }
+    info = {
+        "role": LP_ROLE,
+        "role_id": role_id,
+        "project": LP_PROJECT,
+        "project_id": project_id,
+        "user": LP_USER,
+        "user_id": lp_id,
+        "application_credential": LP_APP_CRED,
+        "application_credential_id": app_cred["id"],
+        "norole_user": NOROLE_USER,
+        "norole_role": NOROLE_ROLE,
+        "norole_user_id": users[NOROLE_USER][0],
+        "clouds": {
+            "app_credential": CLOUD_GPUPOOL,
+            "password": CLOUD_GPUPOOL_PASSWORD,
+            "norole": CLOUD_NOROLE,
+        },
+    }
+    return info, clouds
+
+
+def _find(keystone_url: str, token: str, collection: str, name: str) -> str | None:
+    """The id of the role / project / user of that name in the Default domain, or None."""
+    query = f"name={urllib.parse.quote(name)}"
+    if collection != "roles":
+        query += "&domain_id=default"
+    with _request(f"{keystone_url}/v3/{collection}?{query}", token, None, method="GET") as resp:
+        found = json.loads(resp.read())[collection]
+    return found[0]["id"] if found else None
+
+
+def _ensure(
+    keystone_url: str, token: str, collection: str, fields: dict, update: dict | None = None
+) -> tuple[str, bool]:
+    """(id, created): create the role / project / user, or find the one of that name (409) and
+    PATCH `update` into it."""
+    kind = collection.removesuffix("s")
+    try:
+        return _post(f"{keystone_url}/v3/{collection}", token, {kind: fields})[kind]["id"], True
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+    found = _find(keystone_url, token, collection, fields["name"])
+    if found is None:
+        raise RealNovaError(f"Keystone says a {kind} {fields['name']!r} exists but lists none")
+    if update:
+        with _request(f"{keystone_url}/v3/{collection}/{found}", token, {kind: update}, method="PATCH"):
+            pass
+    return found, False
+
+
+def _cloud_entry(keystone_url: str, auth: dict, auth_type: str | None = None) -> dict:
+    entry: dict = {
+        "auth": {"auth_url": f"{keystone_url}/v3", **auth},
+        "region_name": REGION,
+        "interface": "public",
+        "identity_api_version": 3,
+    }
+    if auth_type:
+        entry["auth_type"] = auth_type
+    return entry
 
 
 def _keystone_project_id(keystone_url: str, token: str) -> str:
@@ -686,6 +920,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "env":
         for key, value in nova.env().items():
             print(f"export {key}={value}")
+        print(
+            f"# least privilege (docs/openstack-access.md): OS_CLOUD={CLOUD_GPUPOOL} (application credential, "
+            f"role {LP_ROLE} only), {CLOUD_GPUPOOL_PASSWORD} (user {LP_USER}), {CLOUD_NOROLE} (user "
+            f"{NOROLE_USER}, {NOROLE_ROLE} only)",
+            file=sys.stderr,
+        )
         return 0
     if args.cmd == "status":
         pids = nova.info.get("pids") or {}

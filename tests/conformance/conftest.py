@@ -9,7 +9,12 @@ machine into a cached venv and started once per session on 127.0.0.1; a failed i
 FAILS every realnova test with the reason and the services' log tails (it is never skipped).
 
 `realnova` is the reusable session fixture for other tiers (e.g. a `gpupool reconcile` test):
-`.clouds_yaml`, `.cloud_name`, `.env()`, `.register({...})`, `.log_tails()`.
+`.clouds_yaml`, `.cloud_name`, `.env()`, `.register({...})`, `.log_tails()`. It runs with gpupool's
+least-privilege policy overrides (manifests/openstack/): `.env(least_privilege=True)` and
+`.least_privilege["clouds"]` name the clouds.yaml entries of a user holding only the role
+gpupool-operator (application credential, password) and of one without it; `.export_clouds(path,
+name)` writes a clouds.yaml with only that entry. `realnova_backend` deploys fleets on the real
+Nova alone (test_least_privilege.py).
 
 Environment knobs:
   GPUPOOL_CACHE          where the real-Nova venv is cached (default ~/.cache/gpupool)
@@ -103,6 +108,13 @@ def realnova(tmp_path_factory) -> Iterator:
 
 
 _suffixes = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def realnova_backend(realnova) -> RealNovaBackend:
+    """The real-Nova backend alone, for scenarios novasim cannot play (Keystone roles, policy):
+    `realnova_backend.materialize(Fleet.parse(FLEET))` deploys a fleet with the usual suffixes."""
+    return RealNovaBackend(realnova, _suffixes)
 
 
 class CloudUnderTest:
