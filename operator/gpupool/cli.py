@@ -526,7 +526,7 @@ def _reconcile(args) -> int:
                     continue
                 cloud = clouds[_cloud_of(pool, args)]
                 lock = locks[_cloud_of(pool, args)]
-                reconciler = Reconciler(cloud)
+                reconciler = Reconciler(cloud, fence=lock.fence)
                 progress = Progress(pool.name, stream=sys.stderr)
                 status: dict | None = None
                 attention = False

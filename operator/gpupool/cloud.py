@@ -419,6 +419,27 @@ class Cloud:
             lambda: self._aggregate_action(aggregate, {"set_metadata": {"metadata": metadata}}),
         )
 
+    def get_aggregate(self, aggregate: Aggregate) -> Aggregate | None:
+        """The aggregate as Nova has it now (by id; a small request), None when it is gone."""
+
+        def read() -> Aggregate:
+            body = self._get_json(f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION)
+            agg = body["aggregate"]
+            return Aggregate(
+                int(agg["id"]),
+                agg["name"],
+                frozenset(agg.get("hosts") or ()),
+                dict(agg.get("metadata") or {}),
+                agg.get("created_at"),
+            )
+
+        try:
+            return self._call(f"read aggregate {aggregate.name}", read)
+        except NovaRequestError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
     def create_aggregate(self, name: str) -> Aggregate | None:
         """Create an empty aggregate; None when one of that name exists (Nova keeps names unique)."""
 

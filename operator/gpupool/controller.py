@@ -24,7 +24,7 @@ from .cloud import Cloud, CloudError
 from .conflicts import find_conflicts, neighbours_of
 from .inventory import Snapshot
 from .kube import Kube
-from .movelock import MoveLock
+from .movelock import FencedCloud, MoveLock
 from .mover import Outcome
 from .planner import Neighbours
 from .publisher import StatusPublisher
@@ -248,7 +248,7 @@ class Controller:
                 group = [v for v in group if v not in working]
                 orphans = []
         if orphans:
-            roll_back_orphans(cloud, snapshot, orphans)
+            roll_back_orphans(FencedCloud(cloud, lock.fence), snapshot, orphans)
             snapshot = cloud.snapshot()
         if not group:
             if not waiting:
@@ -278,7 +278,7 @@ class Controller:
 
         started = time.monotonic()
         try:
-            report = Reconciler(cloud).reconcile(
+            report = Reconciler(cloud, fence=self._move_lock(cloud.cloud_name, cloud).fence).reconcile(
                 spec,
                 on_report=publisher.update,
                 snapshot=snapshot,

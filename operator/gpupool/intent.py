@@ -5,10 +5,11 @@ is the intent: written before the first aggregate change, read back on start-up 
 back) the move after a crash, and it tells everyone looking at `openstack compute service list`
 why the host is disabled:
 
-    gpupool: moving L40-n3 -> L40-n3-spot [3f9a1c07]
+    gpupool: moving L40-n3 -> L40-n3-spot [5e7d2a3f9a1c07]
 
-The bracketed token is a digest of the host and both aggregate names. A reason is gpupool's only
-when it is exactly this text, token included: a note appended by a person, a hand-written reason
+The bracketed token is the move's id (six random hex digits: Events and history name the move by
+it, whichever process finishes it) and a digest of the id, the host and both aggregate names. A
+reason is gpupool's only when it is exactly this text, token included: a note appended by a person, a hand-written reason
 that merely looks like ours, or ours copied onto another host all fail the check, so gpupool
 treats them as "disabled by someone else" and never touches the host. Aggregate names containing
 the separator are refused when a spec loads (api.py), so the text always splits one way.
@@ -18,23 +19,33 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 
 PREFIX = "gpupool: moving "
 SEPARATOR = " -> "
 # Nova stores disabled_reason in a String(255) column.
 MAX_REASON_LENGTH = 255
-_TOKEN_LENGTH = 8
+# The token: the move's id (random, shared by every process that finishes the move: Events are
+# named after it) and a digest that binds it to the host and both names.
+_ID_LENGTH = 6
+_CHECK_LENGTH = 8
+_TOKEN_LENGTH = _ID_LENGTH + _CHECK_LENGTH
 # What the two names may take up together: the reason less the prefix, separator and " [token]".
 MAX_NAMES_LENGTH = MAX_REASON_LENGTH - len(PREFIX) - len(SEPARATOR) - len(" []") - _TOKEN_LENGTH
 _PATTERN = re.compile(
-    rf"^gpupool: moving (?P<source>.+) -> (?P<target>.+) \[(?P<token>[0-9a-f]{{{_TOKEN_LENGTH}}})\]$"
+    rf"^gpupool: moving (?P<source>.+) -> (?P<target>.+) \[(?P<id>[0-9a-f]{{{_ID_LENGTH}}})"
+    rf"(?P<check>[0-9a-f]{{{_CHECK_LENGTH}}})\]$"
 )
 
 
-def _token(host: str, source: str, target: str) -> str:
-    digest = hashlib.sha256(f"{host}\0{source}\0{target}".encode()).hexdigest()
-    return digest[:_TOKEN_LENGTH]
+def _check(host: str, source: str, target: str, move_id: str) -> str:
+    digest = hashlib.sha256(f"{host}\0{source}\0{target}\0{move_id}".encode()).hexdigest()
+    return digest[:_CHECK_LENGTH]
+
+
+def new_move_id() -> str:
+    return secrets.token_hex(_ID_LENGTH // 2)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class MoveIntent:
     host: str
     source: str
     target: str
+    move_id: str = ""
 
     def reason(self) -> str:
         if len(self.source) + len(self.target) > MAX_NAMES_LENGTH:
@@ -50,9 +62,13 @@ class MoveIntent:
                 f"aggregate names {self.source!r} and {self.target!r} are too long together for a "
                 f"{MAX_REASON_LENGTH}-character disabled_reason"
             )
-        return (
-            f"{PREFIX}{self.source}{SEPARATOR}{self.target} [{_token(self.host, self.source, self.target)}]"
-        )
+        if len(self.move_id) != _ID_LENGTH:
+            raise ValueError(f"a move id is {_ID_LENGTH} hex digits, not {self.move_id!r}")
+        check = _check(self.host, self.source, self.target, self.move_id)
+        return f"{PREFIX}{self.source}{SEPARATOR}{self.target} [{self.move_id}{check}]"
+
+    def same_move(self, host: str, source: str, target: str) -> bool:
+        return (self.host, self.source, self.target) == (host, source, target)
 
 
 def parse_reason(host: str, reason: str | None) -> MoveIntent | None:
@@ -62,8 +78,8 @@ def parse_reason(host: str, reason: str | None) -> MoveIntent | None:
     match = _PATTERN.match(reason)
     if not match or SEPARATOR in match["source"] or SEPARATOR in match["target"]:
         return None
-    intent = MoveIntent(host, match["source"], match["target"])
-    return intent if match["token"] == _token(host, intent.source, intent.target) else None
+    intent = MoveIntent(host, match["source"], match["target"], match["id"])
+    return intent if match["check"] == _check(host, intent.source, intent.target, intent.move_id) else None
 
 
 def names_fit(source: str, target: str) -> bool:

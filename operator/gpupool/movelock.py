@@ -31,7 +31,10 @@ from .inventory import Aggregate, Snapshot
 
 log = logging.getLogger(__name__)
 
-TTL_S = 60.0
+# A claim lasts TTL_S; it is renewed every TTL_S / 3. A holder that has not renewed for TTL_S / 2
+# (a pause, a partition) proves it still holds the lock before its next write, or stops writing:
+# the claim it cannot prove may have been taken over (docs/architecture.md, fencing).
+TTL_S = 30.0
 _KEY_ID = "gpupool.holder.id"
 _KEY_WHO = "gpupool.holder"
 _KEY_HOST = "gpupool.holder.host"
@@ -68,8 +71,12 @@ def holder_of(aggregate: Aggregate) -> Holder:
     )
 
 
+class Fenced(CloudError):
+    """This process may no longer write: it lost the cloud's move lock (or cannot prove it holds it)."""
+
+
 class MoveLock:
-    """This process's hold on one cloud's move lock."""
+    """This process's hold on one cloud's move lock, and the fence before each of its writes."""
 
     def __init__(
         self,
@@ -88,6 +95,8 @@ class MoveLock:
         self._held: Aggregate | None = None
         self._renewing = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._proved_at = float("-inf")  # time.monotonic() of the last claim Nova took from us
+        self.lost: str | None = None  # why this process was fenced off, once it was
 
     def use(self, cloud: Cloud) -> None:
         """Talk to the cloud through this connection from now on (the old one was closed)."""
@@ -121,20 +130,54 @@ class MoveLock:
             self._held = created
             try:
                 self._cloud.set_aggregate_metadata(created, self._claim())
-                self._renewed_at = self._clock()
+                self._proved(claimed=True)
             except CloudError as exc:
                 # The lock is ours all the same (others see it unclaimed, and wait for its creation
                 # time plus the TTL); the renewal writes the claim as soon as Nova takes it.
                 log.warning("took the move lock but could not write its claim yet (%s)", exc)
                 self._claimed = False
-            else:
-                self._claimed = True
+                self._proved_at = time.monotonic()  # created just now: ours for a TTL
             self._start_renewing()
             return None
 
     def release(self) -> None:
         with self._lock:
             self._release_locked()
+
+    def fence(self) -> None:
+        """Raise Fenced unless this process may still write as the cloud's mover.
+
+        Called right before every write of a move. While the claim was renewed recently (less than
+        TTL_S / 2 ago, by this process's monotonic clock), nothing is asked. Otherwise (the process
+        was paused, Nova or the network was away) the lock is read and the claim renewed first; a
+        lock that is gone or names another holder ends this process's writing for good.
+        """
+        with self._lock:
+            if self.lost is not None:
+                raise Fenced(self.lost)
+            held = self._held
+            if held is None:
+                raise Fenced("this process does not hold the cloud's move lock")
+            if time.monotonic() - self._proved_at < self._ttl_s / 2:
+                return
+            try:
+                current = self._cloud.get_aggregate(held)
+            except CloudError as exc:
+                raise Fenced(f"cannot prove this process still holds the cloud's move lock ({exc})") from None
+            holder = current.metadata.get(_KEY_ID) if current is not None else None
+            if current is None or holder not in (self.id, None):
+                self.lost = (
+                    "another process took the cloud's move lock over while this one was away: it moves "
+                    "nothing more (the new holder finishes what this one left half-done)"
+                )
+                self._renewing.clear()
+                self._held = None
+                raise Fenced(self.lost)
+            try:
+                self._cloud.set_aggregate_metadata(held, self._expiry() if self._claimed else self._claim())
+            except CloudError as exc:
+                raise Fenced(f"cannot renew the cloud's move lock ({exc})") from None
+            self._proved(claimed=True)
 
     def reap(self, snapshot: Snapshot) -> bool:
         """Delete a lock its dead holder left behind (a killed run), so that nobody waits for it and
@@ -199,22 +242,29 @@ class MoveLock:
                 if held is None or not (self._due() or not self._claimed):
                     continue
                 # The whole claim while it has not been written yet, else only its new expiry.
-                expiry = {_KEY_EXPIRES: _stamp(self._clock() + self._ttl_s)}
                 try:
-                    self._cloud.set_aggregate_metadata(held, expiry if self._claimed else self._claim())
-                    self._renewed_at = self._clock()
-                    self._claimed = True
+                    self._cloud.set_aggregate_metadata(
+                        held, self._expiry() if self._claimed else self._claim()
+                    )
+                    self._proved(claimed=True)
                 except CloudError as exc:
                     log.warning("could not renew the move lock (%s); trying again", exc)
 
-    _renewed_at = 0.0
     _claimed = False
 
+    def _expiry(self) -> dict[str, str | None]:
+        return {_KEY_EXPIRES: _stamp(self._clock() + self._ttl_s)}
+
+    def _proved(self, *, claimed: bool) -> None:
+        self._proved_at = time.monotonic()
+        self._claimed = claimed
+
     def _due(self) -> bool:
-        return self._clock() - self._renewed_at >= self._ttl_s / 3
+        return time.monotonic() - self._proved_at >= self._ttl_s / 3
 
     def _release_locked(self) -> None:
         self._renewing.clear()
+        self._proved_at = float("-inf")
         held, self._held = self._held, None
         if held is None:
             return
@@ -238,3 +288,29 @@ def _parse(text: str | None) -> float | None:
     if moment.tzinfo is None:  # Nova's created_at is UTC without a zone
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+class FencedCloud:
+    """The cloud as a mover sees it: every write first passes the move lock's fence.
+
+    Reads go straight through. A write the fence refuses raises Fenced before anything is sent.
+    """
+
+    _WRITES = frozenset(
+        {"disable_service", "enable_service", "remove_host", "add_host", "set_aggregate_metadata"}
+    )
+
+    def __init__(self, cloud: Cloud, fence: Callable[[], None]):
+        self._cloud = cloud
+        self._fence = fence
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._cloud, name)
+        if name not in self._WRITES:
+            return attribute
+
+        def fenced(*args, **kwargs):
+            self._fence()
+            return attribute(*args, **kwargs)
+
+        return fenced

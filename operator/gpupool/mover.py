@@ -22,12 +22,13 @@ import enum
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .cloud import Cloud, CloudError, HostNotInAggregate, NovaRequestError
-from .intent import MoveIntent, parse_reason
+from .intent import MoveIntent, new_move_id, parse_reason
 from .inventory import Aggregate, Host, HostNow, Snapshot
+from .movelock import Fenced
 from .planner import Move, position
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ class MoveResult:
     now: HostNow | None = None
     # An aggregate that refused a step for good (4xx): not asked again in this pass.
     refused_by: str | None = None
+    # This process lost the cloud's move lock before a write: it stopped there, writing nothing.
+    fenced: bool = False
 
 
 ProgressCallback = Callable[[Move, Step], None]
@@ -95,9 +98,8 @@ ProgressCallback = Callable[[Move, Step], None]
 
 def is_resumed(move: Move, host: Host) -> bool:
     """Whether the host's service carries exactly this move's intent (a move already under way)."""
-    return not host.is_enabled and parse_reason(host.name, host.disabled_reason) == MoveIntent(
-        move.host, move.source, move.target
-    )
+    intent = parse_reason(host.name, host.disabled_reason) if not host.is_enabled else None
+    return intent is not None and intent.same_move(move.host, move.source, move.target)
 
 
 def resume_step(move: Move, host: Host, snapshot: Snapshot) -> Step:
@@ -145,14 +147,16 @@ class _Attempt:
         self.cloud = mover._cloud
         self.allow_instances = mover._allow_instances
         self.on_step = mover._on_step
-        self.move = move
         self.snapshot = snapshot
         self.host = snapshot.hosts[move.host]
         # Either may be missing when a half-done move is resumed after someone deleted an aggregate.
         self.source: Aggregate | None = snapshot.aggregates.get(move.source)
         self.target: Aggregate | None = snapshot.aggregates.get(move.target)
-        self.reason = MoveIntent(move.host, move.source, move.target).reason()
         self.resumed = is_resumed(move, self.host)
+        found = parse_reason(self.host.name, self.host.disabled_reason) if self.resumed else None
+        move_id = found.move_id if found else (move.move_id or new_move_id())
+        self.move = move = replace(move, move_id=move_id)  # every step and result names the move
+        self.reason = MoveIntent(move.host, move.source, move.target, move_id).reason()
         self.step: Step | None = None
         self.now: HostNow | None = None
         self.observed: list[Observed] = []
@@ -301,6 +305,8 @@ class _Attempt:
         came from and enable it again (only if the intent on it is still ours). If that fails too,
         the intent stays and the next pass resumes from wherever the host is."""
         move, failed = self.move, self.step
+        if isinstance(error, Fenced):  # not ours to write any more, not even an undo
+            return self._fenced(error)
         log.warning(
             "move of %s from %s to %s failed at %s: %s", move.host, move.source, move.target, failed, error
         )
@@ -440,7 +446,18 @@ class _Attempt:
             location="target" if where == self.move.target else "source",
         )
 
+    def _fenced(self, error: CloudError) -> MoveResult:
+        log.warning("move of %s stopped before %s: %s", self.move.host, self.step, error)
+        result = self._result(
+            Outcome.FAILED,
+            f"{error}; {self.move.host} keeps gpupool's intent and the lock's holder resumes it",
+            intent_left=True,
+        )
+        return replace(result, fenced=True)
+
     def _stuck(self, error: CloudError, location: Literal["source", "target"] | None) -> MoveResult:
+        if isinstance(error, Fenced):
+            return self._fenced(error)
         log.warning("move of %s stopped at %s: %s", self.move.host, self.step, error)
         return self._result(
             Outcome.FAILED,

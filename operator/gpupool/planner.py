@@ -73,6 +73,9 @@ class Move:
     # Set only when the origin record must change: a grow from another than the first on-demand
     # aggregate (remember it), a shrink of a host that has one (forget it). Else no extra request.
     origin: OriginRecord | None = None
+    # The move's id, as its intent in Nova carries it: set for a move found under way, and by the
+    # mover for a new one (it names the move's Events, whichever process finishes it).
+    move_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from .api import GpuHostPoolSpec
 from .cloud import Cloud, CloudError
 from .intent import MoveIntent, parse_reason, stop_reason
 from .inventory import Aggregate, Snapshot
+from .movelock import FencedCloud
 from .mover import Mover, MoveResult, Outcome, Step, resume_step
 from .planner import (
     CHANGED,
@@ -121,7 +122,7 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
         if intent and (intent.source in managed or intent.target in managed):
             # The pool the move serves: the target of a grow, the source of a shrink.
             pool = spec.move_pool(intent.source, intent.target) or "onDemand"
-            move = Move(host=host.name, source=intent.source, target=intent.target, pool=pool)
+            move = Move(host.name, intent.source, intent.target, pool, move_id=intent.move_id)
             moves.append(with_origin_record(move, spec.on_demand_aggregates(), snapshot))
     return moves
 
@@ -133,7 +134,7 @@ def orphan_moves(snapshot: Snapshot, managed: set[str]) -> list[Move]:
     for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
         intent = parse_reason(host.name, host.disabled_reason) if not host.is_enabled else None
         if intent and intent.source not in managed and intent.target not in managed:
-            moves.append(Move(host=host.name, source=intent.source, target=intent.target, pool="-"))
+            moves.append(Move(host.name, intent.source, intent.target, "-", move_id=intent.move_id))
     return moves
 
 
@@ -183,7 +184,7 @@ def apply_result(snapshot: Snapshot, result: MoveResult) -> Snapshot:
             instances=len(now.servers) if now.servers is not None else host.instances,
         )
     elif result.intent_left:
-        reason = MoveIntent(move.host, move.source, move.target).reason()
+        reason = MoveIntent(move.host, move.source, move.target, move.move_id or "").reason()
         host = replace(host, status="disabled", disabled_reason=reason)
     if result.outcome is Outcome.ABORTED:
         host = replace(host, instances=max(1, host.instances or 0))  # something claimed it
@@ -263,9 +264,18 @@ class CircuitBreaker:
 
 
 class Reconciler:
-    def __init__(self, cloud: Cloud, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        cloud: Cloud,
+        *,
+        clock: Callable[[], float] = time.time,
+        fence: Callable[[], None] | None = None,
+    ):
+        """`fence`: called before every write of a move (MoveLock.fence): raises Fenced once this
+        process may no longer write on the cloud."""
         self._cloud = cloud
         self._clock = clock
+        self._fence = fence
 
     def reconcile(
         self,
@@ -296,6 +306,7 @@ class Reconciler:
             should_stop or (lambda: False),
             neighbours,
             kill_switch or (lambda: None),
+            self._fence,
         ).run()
 
 
@@ -312,6 +323,7 @@ class _Pass:
         stop: Callable[[], bool],
         neighbours: Neighbours | None,
         kill_switch: Callable[[], str | None],
+        fence: Callable[[], None] | None = None,
     ):
         self.cloud, self.clock, self.spec, self.snapshot = cloud, clock, spec, snapshot
         self.notify, self.stop, self.neighbours = notify, stop, neighbours
@@ -344,8 +356,9 @@ class _Pass:
             paused=spec.paused,
             dry_run=spec.dry_run,
         )
+        writer = FencedCloud(cloud, fence) if fence is not None else cloud
         self.mover = Mover(
-            cloud, allow_instances=spec.policy.move_hosts_with_instances, on_step=self._on_step
+            writer, allow_instances=spec.policy.move_hosts_with_instances, on_step=self._on_step
         )
 
     # -- planning ---------------------------------------------------------------------------------
@@ -458,6 +471,8 @@ class _Pass:
         self.report.in_flight = list(self.steps.values())
         self.report.results.append(result)
         self.breaker.record(result)
+        if result.fenced and self.breaker.why is None:
+            self.breaker.why = result.message  # nothing more is ours to write: stop starting moves
         if self.breaker.why is not None and self.report.breaker is None:
             self.report.breaker = self.breaker.why
             log.warning("circuit breaker open: %s", self.breaker.why)

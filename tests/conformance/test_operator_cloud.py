@@ -104,7 +104,7 @@ def test_move_steps_are_idempotent(operator_cloud, observe):
     host = snap.hosts[d.host("gpu-l40-002")]
     source = snap.aggregates[d.name("L40-n3")]
     target = snap.aggregates[d.name("L40-n3-spot")]
-    reason = MoveIntent(host.name, "L40-n3", "L40-n3-spot").reason()
+    reason = MoveIntent(host.name, "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     c.disable_service(host, reason)
     assert service_state(d, "gpu-l40-002")["disabled_reason"] == reason
     c.remove_host(source, host.name, expect_member=True)

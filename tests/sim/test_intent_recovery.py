@@ -18,7 +18,7 @@ import openstack
 import openstack.config
 from reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
 
-from gpupool.intent import MoveIntent
+from gpupool.intent import parse_reason
 from novasim.testing import SimProcess
 
 ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
@@ -55,10 +55,10 @@ def stranded(sim: SimProcess, tmp_path, spot: int) -> None:
     crash_before_add(sim, write_spec(tmp_path / "pools.yaml", spec))
     state = sim.state()
     assert aggregates_holding(state, "gpu-l40-001") == []
-    assert service(state, "gpu-l40-001") == (
-        "disabled",
-        MoveIntent("gpu-l40-001", "L40-n3", "L40-n3-spot").reason(),
-    )
+    status, reason = service(state, "gpu-l40-001")
+    intent = parse_reason("gpu-l40-001", reason)
+    assert status == "disabled" and intent is not None
+    assert (intent.source, intent.target) == ("L40-n3", "L40-n3-spot")
 
 
 def test_a_move_whose_pool_left_the_spec_is_rolled_back(start_sim, tmp_path):

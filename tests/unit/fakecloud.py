@@ -194,6 +194,14 @@ class FakeNova:
                 agg.metadata[key] = value
         self._leave("set_metadata", what)
 
+    def get_aggregate(self, aggregate: Aggregate) -> Aggregate | None:
+        self._enter("get_aggregate", aggregate.name)
+        found = next((a for a in self.aggregates.values() if a.id == aggregate.id), None)
+        self._leave("get_aggregate", aggregate.name)
+        if found is None:
+            return None
+        return Aggregate(found.id, found.name, frozenset(found.hosts), dict(found.metadata), found.created_at)
+
     def create_aggregate(self, name: str) -> Aggregate | None:
         self._enter("create_aggregate", name)
         if name in self.aggregates:

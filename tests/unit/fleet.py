@@ -26,7 +26,9 @@ def host(
 
 def ours(name: str, source: str, target: str, instances: int | None = 0) -> Host:
     """A host whose service we disabled to move it."""
-    return host(name, instances, status="disabled", reason=MoveIntent(name, source, target).reason())
+    return host(
+        name, instances, status="disabled", reason=MoveIntent(name, source, target, "0a0a0a").reason()
+    )
 
 
 def cloud(aggregates: Mapping[str, Iterable[str]], hosts: Iterable[Host] = ()) -> Snapshot:

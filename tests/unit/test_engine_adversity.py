@@ -90,7 +90,7 @@ def test_resumed_moves_count_against_max_concurrent_moves():
     nova = fleet(on_demand=10)
     for host in hosts(3):
         nova.services[host].status = "disabled"
-        nova.services[host].reason = MoveIntent(host, "L40-n3", "L40-n3-spot").reason()
+        nova.services[host].reason = MoveIntent(host, "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     peak = []
 
     def adversary(call, phase, fake):
@@ -109,7 +109,7 @@ def test_a_resumed_move_the_plan_no_longer_needs_is_rolled_back_not_finished():
     nova = fleet(on_demand=4, spot=1)
     host = "gpu-01"
     nova.services[host].status = "disabled"
-    nova.services[host].reason = MoveIntent(host, "L40-n3", "L40-n3-spot").reason()
+    nova.services[host].reason = MoveIntent(host, "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     nova.aggregates["L40-n3"].hosts.discard(host)  # killed between remove and add
 
     report = run(nova, spec(pools={"spot": {"hosts": 1}}))  # spot already holds its one host
@@ -173,8 +173,8 @@ def test_an_undo_never_enables_a_service_someone_else_disabled_meanwhile():
     [
         "gpupool: moving nowhere -> ask ops",
         "gpupool: moving L40-n3 -> L40-n3-spot",  # shaped like ours, without our token
-        MoveIntent("gpu-01", "L40-n3", "L40-n3-spot").reason() + " (note)",
-        MoveIntent("gpu-09", "L40-n3", "L40-n3-spot").reason(),  # ours, but another host's
+        MoveIntent("gpu-01", "L40-n3", "L40-n3-spot", "0a0a0a").reason() + " (note)",
+        MoveIntent("gpu-09", "L40-n3", "L40-n3-spot", "0a0a0a").reason(),  # ours, but another host's
     ],
 )
 def test_only_exactly_our_intent_counts_as_ours(reason):
@@ -277,7 +277,7 @@ def test_a_failed_add_whose_undo_fails_is_not_converged():
 def test_paused_and_dry_run_finish_or_roll_back_half_done_moves(mode):
     nova = fleet(on_demand=4)
     nova.services["gpu-01"].status = "disabled"
-    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot").reason()
+    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     nova.aggregates["L40-n3"].hosts.discard("gpu-01")
     report = run(nova, spec(pools={"spot": {"hosts": 1}}, **{mode: True}))
     assert ours(nova) == [] and nova.where("gpu-01") == ["L40-n3-spot"]
@@ -289,7 +289,7 @@ def test_paused_and_dry_run_finish_or_roll_back_half_done_moves(mode):
 def test_a_paused_resource_with_a_stuck_move_is_not_ready():
     nova = fleet(on_demand=4)
     nova.services["gpu-01"].status = "disabled"
-    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot").reason()
+    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     nova.fail = always_failing("enable", "add")
     report = run(nova, spec(pools={"spot": {"hosts": 1}}, paused=True))
     assert [f.move.host for f in report.in_flight] == ["gpu-01"]
@@ -352,7 +352,7 @@ def test_excluded_hosts_that_match_nothing_are_reported_with_a_did_you_mean_and_
 def test_a_resumed_move_whose_source_was_deleted_is_finished():
     nova = fleet(on_demand=2)
     nova.services["gpu-01"].status = "disabled"
-    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3-old", "L40-n3-spot").reason()
+    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3-old", "L40-n3-spot", "0a0a0a").reason()
     nova.aggregates["L40-n3"].hosts.discard("gpu-01")
     report = run(nova, spec(onDemand={"aggregates": ["L40-n3", "L40-n3-old"]}, pools={"spot": {"hosts": 1}}))
     assert nova.where("gpu-01") == ["L40-n3-spot"] and ours(nova) == []
@@ -408,7 +408,7 @@ def test_a_host_that_failed_is_named_with_novas_answer_not_called_excluded():
 def test_a_host_someone_put_in_another_pool_mid_move_stays_there_and_is_reported():
     nova = FakeNova({"L40-n3": hosts(4), "L40-n3-spot": [], "L40-n3-runpod": []})
     nova.services["gpu-01"].status = "disabled"
-    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot").reason()
+    nova.services["gpu-01"].reason = MoveIntent("gpu-01", "L40-n3", "L40-n3-spot", "0a0a0a").reason()
     nova.aggregates["L40-n3"].hosts.discard("gpu-01")
     nova.aggregates["L40-n3-runpod"].hosts.add("gpu-01")  # a person, while the move was half-done
     report = run(nova, spec(pools={"spot": {"hosts": 1}, "runpod": {"hosts": 1}}))

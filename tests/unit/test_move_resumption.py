@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gpupool.api import parse_pool
@@ -12,7 +14,7 @@ from gpupool.planner import Move
 from gpupool.reconciler import apply_result, recover_in_flight
 
 MOVE = Move(host="gpu-1", source="L40-n3", target="L40-n3-spot", pool="spot")
-OUR_REASON = MoveIntent("gpu-1", "L40-n3", "L40-n3-spot").reason()
+OUR_REASON = MoveIntent("gpu-1", "L40-n3", "L40-n3-spot", "0a0a0a").reason()
 
 
 def spec(**pools):
@@ -61,42 +63,42 @@ def test_a_service_disabled_by_someone_else_is_not_our_move():
 
 
 def test_intents_of_managed_aggregates_are_recovered_as_moves_in_flight():
-    assert recover_in_flight(spec(), snapshot([], [])) == [MOVE]
+    assert recover_in_flight(spec(), snapshot([], [])) == [replace(MOVE, move_id="0a0a0a")]
 
 
 def test_a_resumed_shrink_is_labelled_with_the_pool_it_leaves():
     """The status and the planner's counts see an interrupted spot -> on-demand move as spot's."""
-    shrinking = MoveIntent("gpu-1", "L40-n3-spot", "L40-n3").reason()
+    shrinking = MoveIntent("gpu-1", "L40-n3-spot", "L40-n3", "0a0a0a").reason()
     (move,) = recover_in_flight(spec(), snapshot([], ["gpu-1"], reason=shrinking))
-    assert move == Move(host="gpu-1", source="L40-n3-spot", target="L40-n3", pool="spot")
+    assert move == Move("gpu-1", "L40-n3-spot", "L40-n3", "spot", move_id="0a0a0a")
 
 
 def test_intents_naming_aggregates_of_another_pool_spec_are_left_alone():
-    foreign = MoveIntent("gpu-1", "A100-n3", "A100-n3-spot").reason()
+    foreign = MoveIntent("gpu-1", "A100-n3", "A100-n3-spot", "0a0a0a").reason()
     assert recover_in_flight(spec(), snapshot(["gpu-1"], [], reason=foreign)) == []
 
 
 def test_a_move_with_one_side_still_managed_is_this_specs_to_deal_with():
     """The spot pool left the spec while its move was half-done: still this spec's (the pass rolls it back)."""
     (move,) = recover_in_flight(spec(runpod={"hosts": 0}), snapshot([], []))
-    assert move == Move(host="gpu-1", source="L40-n3", target="L40-n3-spot", pool="onDemand")
-    into_old_pool = MoveIntent("gpu-1", "L40-n3-spot-old", "L40-n3-spot").reason()
+    assert move == Move("gpu-1", "L40-n3", "L40-n3-spot", "onDemand", move_id="0a0a0a")
+    into_old_pool = MoveIntent("gpu-1", "L40-n3-spot-old", "L40-n3-spot", "0a0a0a").reason()
     (move,) = recover_in_flight(spec(), snapshot([], [], reason=into_old_pool))
     assert (move.source, move.target, move.pool) == ("L40-n3-spot-old", "L40-n3-spot", "spot")
 
 
 def test_intent_round_trip_and_length_limit():
-    assert parse_reason("gpu-1", OUR_REASON) == MoveIntent("gpu-1", "L40-n3", "L40-n3-spot")
-    spaced = MoveIntent("gpu-1", "Contract-A B", "L40-n3").reason()
-    assert parse_reason("gpu-1", spaced) == MoveIntent("gpu-1", "Contract-A B", "L40-n3")
+    assert parse_reason("gpu-1", OUR_REASON) == MoveIntent("gpu-1", "L40-n3", "L40-n3-spot", "0a0a0a")
+    spaced = MoveIntent("gpu-1", "Contract-A B", "L40-n3", "0a0a0a").reason()
+    assert parse_reason("gpu-1", spaced) == MoveIntent("gpu-1", "Contract-A B", "L40-n3", "0a0a0a")
     assert parse_reason("gpu-1", None) is None and parse_reason("gpu-1", "maintenance") is None
     # Only exactly what gpupool writes, for this host, is gpupool's.
     assert parse_reason("gpu-2", OUR_REASON) is None
     assert parse_reason("gpu-1", OUR_REASON + " ") is None
     assert parse_reason("gpu-1", "gpupool: moving L40-n3 -> L40-n3-spot") is None
-    assert len(MoveIntent("h", "x" * 112, "y" * 112).reason()) == 255
+    assert len(MoveIntent("h", "x" * 109, "y" * 109, "0a0a0a").reason()) == 255
     with pytest.raises(ValueError, match="too long"):
-        MoveIntent("h", "x" * 200, "y" * 200).reason()
+        MoveIntent("h", "x" * 200, "y" * 200, "0a0a0a").reason()
 
 
 def test_a_finished_move_is_applied_to_the_snapshot_without_asking_nova():
