@@ -27,7 +27,7 @@ from .kube import Kube
 from .movelock import FencedCloud, MoveLock
 from .mover import Outcome
 from .planner import Neighbours
-from .publisher import StatusPublisher
+from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class Controller:
     _clouds: dict[str, Cloud] = field(default_factory=dict)
     _locks: dict[str, MoveLock] = field(default_factory=dict)
     _config_stamps: dict[str, tuple | None] = field(default_factory=dict)
+    _mail: dict[str, Mailbox] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- called from kopf handlers ----------------------------------------------------------
@@ -182,9 +183,11 @@ class Controller:
         with self._lock:
             self._changed.clear()
         views = [parse(body) for body in self.kube.list_pools()]
+        for gone in set(self._mail) - {v.name for v in views}:
+            del self._mail[gone]  # deleted: nothing left to tell it
         for view in views:
             if view.error:
-                StatusPublisher(self.kube, view.body).invalid(view.error)
+                self._publisher(view).invalid(view.error)
         valid = [
             v for v in views if v.spec is not None and not (v.deleting and v.spec.deletion_policy == "Retain")
         ]
@@ -194,7 +197,7 @@ class Controller:
         by_cloud: dict[str, list[PoolView]] = {}
         for view in valid:
             if view.name in conflicts:
-                StatusPublisher(self.kube, view.body).conflict(conflicts[view.name])
+                self._publisher(view).conflict(conflicts[view.name])
             else:
                 by_cloud.setdefault(view.effective_spec().cloud, []).append(view)
         # A cloud whose last resource went away is visited once more: half-done moves of a resource
@@ -214,7 +217,7 @@ class Controller:
             snapshot = cloud.snapshot()
         except CloudError as exc:
             for view in group:
-                StatusPublisher(self.kube, view.body).cloud_error(str(exc))
+                self._publisher(view).cloud_error(str(exc))
             return min(self.interval_s, CLOUD_RETRY_S)
         specs = {v.name: v.effective_spec() for v in group}
         entries = [(name, spec) for name, spec in specs.items()]
@@ -233,7 +236,7 @@ class Controller:
                 holder = lock.acquire(snapshot)
             except CloudError as exc:
                 for view in group:
-                    StatusPublisher(self.kube, view.body).cloud_error(f"could not take the move lock: {exc}")
+                    self._publisher(view).cloud_error(f"could not take the move lock: {exc}")
                 return self.interval_s
             if holder is None:
                 snapshot = cloud.snapshot()  # what we saw may be the previous holder's work in progress
@@ -244,7 +247,7 @@ class Controller:
                     f"another gpupool process is moving hosts on cloud {cloud_name!r}: {holder.describe()}"
                 )
                 for view in working:
-                    StatusPublisher(self.kube, view.body).waiting(message)
+                    self._publisher(view).waiting(message)
                 group = [v for v in group if v not in working]
                 orphans = []
         if orphans:
@@ -269,7 +272,7 @@ class Controller:
     ) -> bool:
         """One resource's pass; True when another round should follow at once. Whatever goes wrong
         stays with this resource: the others' passes in the round run on."""
-        publisher = StatusPublisher(self.kube, view.body)
+        publisher = self._publisher(view)
 
         def should_stop() -> bool:
             with self._lock:
@@ -304,6 +307,12 @@ class Controller:
         # Another round at once after progress; after nothing but failures, wait for the timer.
         progressed = any(r.outcome in (Outcome.MOVED, Outcome.ROLLED_BACK) for r in report.results)
         return (progressed and report.breaker is None) or should_stop()
+
+    def _publisher(self, view: PoolView) -> StatusPublisher:
+        """A publisher for this round, with what earlier rounds could not deliver; it writes the
+        status only while this replica leads."""
+        mailbox = self._mail.setdefault(view.name, Mailbox())
+        return StatusPublisher(self.kube, view.body, mailbox, may_write=self.leadership.leading.is_set)
 
     def _cloud(self, name: str) -> Cloud:
         """The connection to a cloud; a new one when clouds.yaml changed (a rotated credentials

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 import time
@@ -65,8 +66,13 @@ def kopf_settings(peering_lifetime_s: int) -> kopf.OperatorSettings:
     settings.persistence.finalizer = "gpupool.io/return-to-on-demand"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gpupool.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="gpupool.io")
+    # Timeouts on every request kopf makes: a connection the API server stops answering on costs
+    # a request, never the replica (a watch is renewed well before its server-side timeout).
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 5
     settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 5
     settings.peering.lifetime = peering_lifetime_s
     settings.peering.stealth = True  # no log line per keep-alive
     return settings
@@ -147,15 +153,30 @@ def run(args: argparse.Namespace) -> int:
         args.interval,
     )
     while not shutdown.wait(1.0):
-        pass
+        if leadership.broken.is_set():  # the watchdog: cannot act, and waiting will not help
+            kopf_ended_on_its_own.set()
+            break
     stop.set()
     _controller.wake.set()
+    deadline = time.monotonic() + args.shutdown_grace
     for thread in workers:
-        thread.join(timeout=args.shutdown_grace)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in workers):
+        # Moves still under way after the grace: exit hard, so that this process stops writing
+        # before a standby takes over. Each move's intent is in Nova; the standby resumes it.
+        log.error(
+            "gpupool operator %s: moves still under way after %.0f s; exiting hard (the next leader "
+            "resumes them from Nova)",
+            kube.identity,
+            args.shutdown_grace,
+        )
+        logging.shutdown()
+        os._exit(1)
     kopf_stop.set()
     kopf_thread.join(timeout=30)
     if kopf_ended_on_its_own.is_set():
-        log.error("gpupool operator %s stopped: kopf ended on its own", kube.identity)
+        why = leadership.why_broken or "kopf ended on its own"
+        log.error("gpupool operator %s stopped: %s", kube.identity, why)
         return 1
     log.info("gpupool operator %s stopped", kube.identity)
     return 0

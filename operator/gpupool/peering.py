@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from kubernetes.client import ApiException
 
-from .kube import Kube
+from .kube import TIMEOUT, Kube
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,16 @@ class PeeringLeadership:
         self.leading = threading.Event()
         self._own_record_since: float | None = None
         self._last_reason = ""
+        # The watchdog: the last time (monotonic) this replica saw its own record live and read
+        # the records at all. kopf renews the record; one that stays stale while the API answers
+        # means kopf's machinery has failed (it does not always end kopf.run): `broken` is set and
+        # the process exits non-zero, so that Kubernetes restarts it.
+        self.watchdog_s = max(60.0, 4.0 * lifetime_s)
+        self._started = time.monotonic()
+        self._record_seen = self._started
+        self._api_seen = self._started
+        self.broken = threading.Event()
+        self.why_broken = ""
 
     def observe(self, records: list[PeerRecord] | None, now: dt.datetime, clock: float) -> bool:
         """Decide from the records read at `now` (None: no peering object). Sets `leading`."""
@@ -106,11 +116,17 @@ class PeeringLeadership:
                 f"the ClusterKopfPeering {self.name!r} does not exist yet (crds/, manifests/peering.yaml)",
             )
             return False
+        self._api_seen = clock
         mine = next((r for r in records if r.identity == self.identity and r.live(now)), None)
         if mine is None:
             self._own_record_since = None
+            if clock - self._record_seen > self.watchdog_s:
+                self._fail(
+                    f"kopf has not renewed this replica's peering record for {clock - self._record_seen:.0f} s"
+                )
             self._set(False, "kopf has not written this replica's peering record yet")
             return False
+        self._record_seen = clock
         if self._own_record_since is None:
             self._own_record_since = clock
         above = outranking_peers(self.identity, self.priority, records, now)
@@ -126,7 +142,7 @@ class PeeringLeadership:
     def read_records(self) -> list[PeerRecord] | None:
         try:
             body = self.kube.custom.get_cluster_custom_object(
-                PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, self.name
+                PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, self.name, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -157,8 +173,20 @@ class PeeringLeadership:
                 self.observe(self.read_records(), dt.datetime.now(dt.UTC), time.monotonic())
             except Exception as exc:  # noqa: BLE001 - API unreachable: stop acting, keep trying
                 self._set(False, f"cannot read the peering records ({type(exc).__name__})")
+                silent = time.monotonic() - self._api_seen
+                if silent > self.watchdog_s:
+                    self._fail(f"cannot read the peering records for {silent:.0f} s")
             stop.wait(self.poll_s)
         self.leading.clear()
+
+    def _fail(self, why: str) -> None:
+        """Cannot act, and waiting will not help: stop acting at once, and have the process exit
+        non-zero (Kubernetes restarts it with fresh connections and a fresh kopf)."""
+        self.leading.clear()
+        if not self.broken.is_set():
+            self.why_broken = why
+            log.error("%s: %s; exiting so that Kubernetes restarts this replica", self.identity, why)
+            self.broken.set()
 
     def _set(self, leading: bool, reason: str) -> None:
         if leading != self.leading.is_set() or (not leading and reason != self._last_reason):
@@ -183,6 +211,8 @@ class StandaloneLeadership:
     def __init__(self) -> None:
         self.leading = threading.Event()
         self.leading.set()
+        self.broken = threading.Event()
+        self.why_broken = ""
 
     def run(self, stop: threading.Event) -> None:
         stop.wait()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from .kube import Kube
+from .kube import Kube, StatusConflict
 from .mover import Outcome, Step
 from .reconciler import PassReport
-from .status import build_status, merge_conditions, summary, timestamp
+from .status import LAST_MOVES_KEPT, build_status, merge_conditions, summary, timestamp
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -31,13 +33,35 @@ _RESULT_EVENTS = {
 }
 
 
+@dataclass
+class Mailbox:
+    """What a resource's publisher could not deliver yet, kept by the controller across rounds:
+    Events the API server did not take, and finished moves no status write has recorded yet.
+    Both are delivered by the next publisher of that resource, so an API outage loses nothing."""
+
+    events: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # type, reason, message, key
+    history: list[dict] = field(default_factory=list)  # lastMoves entries not written yet
+    failing: bool = False  # the last write failed: further failures are not logged again
+
+
 class StatusPublisher:
-    def __init__(self, kube: Kube, body: dict):
+    def __init__(
+        self,
+        kube: Kube,
+        body: dict,
+        mailbox: Mailbox | None = None,
+        may_write: Callable[[], bool] | None = None,
+    ):
+        """`may_write`: whether this replica may write the status now (it leads); Events for moves
+        it made are posted either way (they are named after the move, so never twice)."""
         self.kube = kube
         self.body = body
         self.name = body["metadata"]["name"]
         self.generation = body["metadata"].get("generation")
-        self.previous: dict = dict(body.get("status") or {})
+        self.resource_version = body["metadata"].get("resourceVersion")
+        self.mailbox = mailbox if mailbox is not None else Mailbox()
+        self.may_write = may_write or (lambda: True)
+        self.previous: dict = _with_history(dict(body.get("status") or {}), self.mailbox.history)
         self._lock = threading.Lock()
         self._last_patch = 0.0
         self._last_shape: tuple = ()
@@ -48,6 +72,7 @@ class StatusPublisher:
         self._blockers_known = {
             (b.get("reason"), b.get("message")) for b in self.previous.get("blockers") or ()
         }
+        self._flush()
 
     # -- during a pass ------------------------------------------------------------------------
 
@@ -58,19 +83,26 @@ class StatusPublisher:
             due = shape != self._last_shape or time.monotonic() - self._last_patch >= MIN_INTERVAL_S
             if due:
                 self._publish(
-                    build_status(report, now=time.time(), previous=self.previous, generation=self.generation)
+                    lambda previous: build_status(
+                        report, now=time.time(), previous=previous, generation=self.generation
+                    )
                 )
                 self._last_shape = shape
 
     def final(self, report: PassReport, returned: bool | None = None) -> None:
         with self._lock:
             self._events(report)
-            status = build_status(report, now=time.time(), previous=self.previous, generation=self.generation)
-            status["returnedToOnDemand"] = returned
+
+            def build(previous: dict) -> dict:
+                status = build_status(report, now=time.time(), previous=previous, generation=self.generation)
+                status["returnedToOnDemand"] = returned
+                return status
+
             # Steady state: the same status as the round before. Writing it again would cost an API
             # write per resource and round (and wake every watcher) for nothing.
-            if any(self.previous.get(key) != value for key, value in status.items()):
-                self._publish(status)
+            wanted = build(self.previous)
+            if self.mailbox.history or any(self.previous.get(key) != value for key, value in wanted.items()):
+                self._publish(build)
 
     # -- without a pass -----------------------------------------------------------------------
 
@@ -108,22 +140,56 @@ class StatusPublisher:
             if self.generation is not None:
                 status["observedGeneration"] = self.generation
             status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
-            self._publish(status)
+            if any(self.previous.get(key) != value for key, value in status.items()):
+                self._publish(lambda previous: status)
             if (before.get("reason"), before.get("message")) != (reason, message):
-                self.kube.event(self.body, "Warning" if degraded else "Normal", reason, message)
+                self._post("Warning" if degraded else "Normal", reason, message)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _publish(self, status: dict) -> None:
-        # Called from the move threads: a Kubernetes API hiccup must never break a move. The next
-        # update (or the next round) writes the status again.
-        try:
-            self.kube.patch_status(self.name, status)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("%s: could not write the status (%s); retried with the next update", self.name, exc)
+    def _publish(self, build: Callable[[dict], dict]) -> None:
+        """Write the status `build` makes from the last one known, with optimistic concurrency: if
+        the resource changed meanwhile (another replica took over and wrote), read it again and
+        build on what it says now. Only while this replica may write. Called from the move threads:
+        a Kubernetes API hiccup must never break a move; what could not be written is kept in the
+        mailbox and written by the next publisher of this resource."""
+        if not self.may_write():
             return
+        status = build(self.previous)
+        try:
+            try:
+                version = self.kube.patch_status(self.name, status, self.resource_version)
+            except StatusConflict:
+                fresh = self.kube.get_pool(self.name)
+                if fresh is None or not self.may_write():
+                    return
+                self.resource_version = fresh["metadata"].get("resourceVersion")
+                self.previous = _with_history(dict(fresh.get("status") or {}), self.mailbox.history)
+                status = build(self.previous)
+                version = self.kube.patch_status(self.name, status, self.resource_version)
+        except Exception as exc:  # noqa: BLE001
+            self.mailbox.history = list(status.get("lastMoves") or self.mailbox.history)
+            if not self.mailbox.failing:  # one line per outage, not one per update
+                log.warning("%s: could not write the status (%s); kept for the next write", self.name, exc)
+            self.mailbox.failing = True
+            return
+        if self.mailbox.failing:
+            log.info("%s: writing the status again", self.name)
+        self.mailbox.failing = False
+        self.mailbox.history = []
+        self.resource_version = version or self.resource_version
         self.previous = {**self.previous, **status}
         self._last_patch = time.monotonic()
+
+    def _post(self, type_: str, reason: str, message: str, key: str | None = None) -> None:
+        if not self.kube.event(self.body, type_, reason, message, key=key):
+            self.mailbox.events.append((type_, reason, message, key))
+
+    def _flush(self) -> None:
+        """Post the Events an earlier pass could not (the API server was away)."""
+        pending, self.mailbox.events = self.mailbox.events, []
+        for type_, reason, message, key in pending:
+            self._post(type_, reason, message, key)
 
     def _events(self, report: PassReport) -> None:
         for flight in report.in_flight:
@@ -146,20 +212,35 @@ class StatusPublisher:
                         f"resuming the move of {move.host} from {move.source} to {move.target}"
                         f" at step {flight.step}"
                     )
-                self.kube.event(self.body, "Normal", reason, message)
+                self._post("Normal", reason, message, key=_key(move, reason))
         for result in report.results[self._results_posted :]:
             type_, reason = _RESULT_EVENTS[result.outcome]
-            self.kube.event(self.body, type_, reason, result.message)
+            self._post(type_, reason, result.message, key=_key(result.move, reason))
         self._results_posted = len(report.results)
         if report.stopped is not None and not self._stopped_posted and report.finished:
             self._stopped_posted = True
             if not any(c.get("reason") == "Stopped" for c in self.previous.get("conditions") or ()):
-                self.kube.event(self.body, "Warning", "Stopped", report.stopped)
+                self._post("Warning", "Stopped", report.stopped)
         if report.breaker is not None and not self._breaker_posted:
             self._breaker_posted = True
-            self.kube.event(self.body, "Warning", "CircuitBreakerOpen", report.breaker)
+            self._post("Warning", "CircuitBreakerOpen", report.breaker)
         for blocker in report.plan.blockers if report.finished else ():
             key = (blocker.reason, blocker.message)
             if key not in self._blockers_known:
                 self._blockers_known.add(key)
-                self.kube.event(self.body, "Warning", blocker.reason, blocker.message)
+                self._post("Warning", blocker.reason, blocker.message)
+
+
+def _key(move, reason: str) -> str | None:
+    """An Event's identity: the move (its id, from its intent in Nova) and what happened to it."""
+    return f"{move.move_id}.{reason}" if move.move_id else None
+
+
+def _with_history(status: dict, history: list[dict]) -> dict:
+    """The status with the finished moves not written yet merged into its lastMoves."""
+    if not history:
+        return status
+    moves = list(status.get("lastMoves") or [])
+    moves += [entry for entry in history if entry not in moves]
+    moves.sort(key=lambda entry: entry.get("finishedAt") or "")
+    return {**status, "lastMoves": moves[-LAST_MOVES_KEPT:]}

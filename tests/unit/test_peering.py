@@ -70,3 +70,18 @@ def test_leads_only_after_its_own_record_has_settled_and_nobody_outranks_it():
 def test_a_younger_peer_never_takes_over():
     lead = leadership(priority=10, settle_s=0)
     assert lead.observe(parse_records({"me": record(10), "younger": record(9)}), NOW, clock=0.0)
+
+
+def test_a_record_kopf_stops_renewing_while_the_api_answers_breaks_the_replica():
+    """kopf's keep-alive can die without ending kopf.run: the watchdog turns that into an exit."""
+    lead = leadership(priority=10, settle_s=0.0)
+    start = lead._started
+    mine = parse_records({"me": record(10)})
+    assert lead.observe(mine, NOW, start + 1)
+    assert not lead.broken.is_set()
+    stale = parse_records({"me": record(10, seconds_ago=3600)})  # kopf stopped writing it
+    assert not lead.observe(stale, NOW, start + 30)
+    assert not lead.broken.is_set()  # not yet: within the watchdog's bound (60 s here)
+    assert not lead.observe(stale, NOW, start + 1 + lead.watchdog_s + 1)
+    assert lead.broken.is_set() and "has not renewed this replica's peering record" in lead.why_broken
+    assert not lead.leading.is_set()
