@@ -193,6 +193,24 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="this replica's name in the peering records and Events (default: $POD_NAME)",
     )
     parser.add_argument(
+        "--lock-ttl",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the cloud's move lock holds without renewal; a replica paused longer than half "
+        "of it proves its hold before writing again, and a dead holder's lock is taken over after it "
+        "(default 30)",
+    )
+    parser.add_argument(
+        "--watchdog",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit non-zero (for Kubernetes to restart it) when the API server stays unreadable or "
+        "kopf stops renewing this replica's peering record this long (default: 4 peering lifetimes, "
+        "at least 60)",
+    )
+    parser.add_argument(
         "--kill-switch",
         default=f"{os.environ.get('POD_NAMESPACE') or 'gpupool-system'}/gpupool-stop",
         metavar="NAMESPACE/NAME",

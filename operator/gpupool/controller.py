@@ -114,6 +114,7 @@ class Controller:
     identity: str = "gpupool operator"
     # The operator's own kill switch: while this ConfigMap exists, no move starts on any cloud.
     kill_switch_ref: tuple[str, str] | None = None  # (namespace, name)
+    lock_ttl_s: float = 30.0
     _kill_switch_read: tuple[float, str | None] = (float("-inf"), None)
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -331,7 +332,7 @@ class Controller:
     def _move_lock(self, name: str, cloud: Cloud) -> MoveLock:
         lock = self._locks.get(name)
         if lock is None:
-            lock = self._locks[name] = MoveLock(cloud, self.identity)
+            lock = self._locks[name] = MoveLock(cloud, self.identity, ttl_s=self.lock_ttl_s)
         lock.use(cloud)  # a new connection after clouds.yaml changed
         return lock
 

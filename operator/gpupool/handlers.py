@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if args.standalone:
         leadership = StandaloneLeadership()
     else:
-        leadership = PeeringLeadership(kube, args.peering, priority, args.peering_lifetime)
+        leadership = PeeringLeadership(
+            kube, args.peering, priority, args.peering_lifetime, watchdog_s=args.watchdog
+        )
     namespace, _, name = args.kill_switch.partition("/")
     _controller = Controller(
         kube,
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         identity=f"gpupool operator {kube.identity}",
         kill_switch_ref=(namespace, name) if name else None,
+        lock_ttl_s=args.lock_ttl,
     )
     stop = _controller.stop
     shutdown = threading.Event()

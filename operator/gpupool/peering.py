@@ -86,6 +86,7 @@ class PeeringLeadership:
         *,
         poll_s: float | None = None,
         settle_s: float | None = None,
+        watchdog_s: float | None = None,
     ):
         self.kube = kube
         self.name = name
@@ -101,7 +102,7 @@ class PeeringLeadership:
         # the records at all. kopf renews the record; one that stays stale while the API answers
         # means kopf's machinery has failed (it does not always end kopf.run): `broken` is set and
         # the process exits non-zero, so that Kubernetes restarts it.
-        self.watchdog_s = max(60.0, 4.0 * lifetime_s)
+        self.watchdog_s = watchdog_s if watchdog_s is not None else max(60.0, 4.0 * lifetime_s)
         self._started = time.monotonic()
         self._record_seen = self._started
         self._api_seen = self._started
