@@ -50,6 +50,7 @@ class OperatorProcess:
         peering_lifetime: int = 4,
         extra_args: tuple[str, ...] = (),
         create_peering: bool = True,
+        env_extra: dict[str, str] | None = None,
     ):
         self.identity = identity
         self.peering = peering or lease or new_peering()
@@ -57,7 +58,7 @@ class OperatorProcess:
         if create_peering and hasattr(kube, "kubectl"):
             ensure_peering(kube, self.peering)
         self.log_file = workdir / f"operator-{identity}.log"
-        env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
         args = [GPUPOOL, "run", "--interval", str(interval), "--identity", identity]
         args += ["--peering", self.peering, "--peering-lifetime", str(peering_lifetime), *extra_args]
         with open(self.log_file, "a") as log:

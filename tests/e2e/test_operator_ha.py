@@ -22,6 +22,7 @@ from operator_helpers import (
     new_peering,
     wait_for,
 )
+from tcp_proxy import TcpProxy
 
 from novasim.testing import SimProcess
 
@@ -219,3 +220,31 @@ def test_api_outages_a_short_one_is_ridden_out_a_long_one_ends_the_replica(ha, k
     wait_for("b to act", lambda: acting(b), timeout=60)
     kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 3}}))
     wait_for("the restarted replica acts", lambda: len(members(sim)["L40-n3-spot"]) == 3, timeout=90)
+
+
+def test_a_replica_whose_api_connections_go_silent_follows_the_next_change(ha, kube, tmp_path):
+    """The API server stops answering on the replica's open connections (a half-dead proxy or load
+    balancer), new connections work: every request has a timeout, so the replica reconnects and
+    applies the next spec change instead of hanging."""
+    sim = ha.sim
+    host, port = kube.server.removeprefix("https://").split(":")
+    proxy = TcpProxy(host, int(port))
+    proxied = tmp_path / "proxied.kubeconfig"
+    proxied.write_text(kube.kubeconfig.read_text().replace(kube.server, f"https://127.0.0.1:{proxy.port}"))
+    try:
+        a = ha("a", interval=5, env_extra={"KUBECONFIG": str(proxied)})
+        wait_for("a to act", lambda: acting(a), timeout=30)
+        kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 1}}))
+        wait_for("Ready", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
+        assert proxy.stall() > 0  # every connection the replica holds goes silent
+        kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 3}}))
+        wait_for("the change applied", lambda: len(members(sim)["L40-n3-spot"]) == 3, timeout=120)
+        wait_for(
+            "Ready for the new generation", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60
+        )
+        assert kube.kubectl_json("get", "ghp", "l40")["status"]["observedGeneration"] == 2
+        assert proxy.reset() > 0  # and now every connection is torn down
+        kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 2}}))
+        wait_for("the next change applied", lambda: len(members(sim)["L40-n3-spot"]) == 2, timeout=90)
+    finally:
+        proxy.close()
