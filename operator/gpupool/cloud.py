@@ -258,6 +258,15 @@ class Cloud:
             hosts=hosts,
         )
 
+    def aggregates_holding(self, host: str) -> frozenset[str]:
+        """The names of the aggregates that hold `host` now (one aggregate list)."""
+        body = self._call(
+            "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
+        )
+        return frozenset(
+            agg["name"] for agg in body.get("aggregates", []) if host in (agg.get("hosts") or ())
+        )
+
     def _instance_counts(self) -> tuple[dict[str, int], dict[str, str]]:
         """({host: instances}, {host: compute node uuid}) from the hypervisor list."""
         counts: dict[str, int] = {}

@@ -197,6 +197,8 @@ class _Attempt:
                 self._enter(Step.REMOVE)
                 if self.source is not None:
                     removed = self.cloud.remove_host(self.source, move.host, expect_member=True)
+                    if removed is None:
+                        self._check_not_moved_away()
                     self._seen(self.source.name, removed)
             if at in ("source", "neither"):
                 self._enter(Step.ADD)
@@ -427,6 +429,19 @@ class _Attempt:
         except NovaRequestError as exc:
             if exc.status_code != 404:  # the target aggregate is gone: nothing to leave
                 raise
+
+    def _check_not_moved_away(self) -> None:
+        """Nova said the host had left its source already, after a retry: our first try may have
+        removed it (its answer lost), or someone moved it meanwhile. Only the aggregates it is in
+        now tell: one it was not in when the pass began (other than the target) means someone
+        else placed it, and adding it to the target would put it in two pools."""
+        was_in = {name for name, agg in self.snapshot.aggregates.items() if self.move.host in agg.hosts}
+        now_in = self.cloud.aggregates_holding(self.move.host)
+        placed = sorted(now_in - was_in - {self.move.target})
+        if placed:
+            raise HostNotInAggregate(
+                f"{self.move.host} is not in {self.move.source} any more (now in {', '.join(placed)})"
+            )
 
     def _seen(self, aggregate: str, hosts: frozenset[str] | None) -> None:
         if hosts is not None:

@@ -317,6 +317,41 @@ def test_an_instance_landing_before_the_enable_holds_the_host_disabled_in_its_ta
     )
 
 
+def test_a_host_moved_by_hand_while_our_remove_is_retried_stays_where_the_person_put_it(start_sim, tmp_path):
+    """Nova's "not in the aggregate" after a retried remove is ambiguous: our first try may have
+    removed the host (its answer lost) or someone moved it. Here someone did: it must not be added
+    to the target as well (a host in two pools)."""
+    sim = start_sim(small_fleet(on_demand=2, runpod=1))
+    first = sim.hold("GET", HYPERVISORS)
+    spec = write_spec(tmp_path / "pools.yaml", pool_spec(spot=1, runpod=1, policy={"maxConcurrentMoves": 1}))
+    # One pass: the next would rightly move the extra runpod host back out.
+    run = subprocess.Popen(
+        [GPUPOOL, "reconcile", "-f", str(spec), "-o", "json", "--max-passes", "1"],
+        env={**os.environ, **sim.env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sim.wait_held(first)
+    fresh = sim.hold("GET", HYPERVISORS)
+    sim.release(first)
+    sim.wait_held(fresh)
+    # After the plan's snapshot: a person moves the host into the runpod pool, and the first
+    # aggregate action gpupool sends next (its remove) fails with a 500 that Nova never applied.
+    sim.move_host("gpu-l40-001", "L40-n3", "L40-n3-runpod")
+    sim.faults(routes={f"POST {ACTION}": {"error_rate": 1.0, "error_status": 500, "count": 1}})
+    sim.release_all()
+    out, err = run.communicate(timeout=120)
+
+    state = sim.state()
+    assert where(state, "gpu-l40-001") == ["L40-n3-runpod"], err
+    assert service(state, "gpu-l40-001") == ("enabled", None)
+    results = {m["host"]: m for m in json.loads(out)[0]["status"]["lastMoves"]}
+    assert results["gpu-l40-001"]["result"] == "Skipped"
+    assert "now in L40-n3-runpod" in results["gpu-l40-001"]["message"]
+    assert_fleet_rules(state, {"gpu-l40-001", "gpu-l40-002", "gpu-l40-003"})
+
+
 def _disable_held(sim, tmp_path):
     """Start a run for one spot host and hold the answer to its disable of gpu-l40-001."""
     hold = sim.hold("PUT", SERVICE, body_contains='"disabled"')

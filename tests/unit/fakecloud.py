@@ -194,6 +194,12 @@ class FakeNova:
                 agg.metadata[key] = value
         self._leave("set_metadata", what)
 
+    def aggregates_holding(self, host: str) -> frozenset[str]:
+        self._enter("aggregates_holding", host)
+        names = frozenset(a.name for a in self.aggregates.values() if host in a.hosts)
+        self._leave("aggregates_holding", host)
+        return names
+
     def get_aggregate(self, aggregate: Aggregate) -> Aggregate | None:
         self._enter("get_aggregate", aggregate.name)
         found = next((a for a in self.aggregates.values() if a.id == aggregate.id), None)
