@@ -1,5 +1,6 @@
-"""The operator's cost: time from `kubectl apply` to the first Nova request, and Nova requests per
-minute in steady state with 1 and with 20 GpuHostPools on one cloud.
+"""The operator's cost: time from `kubectl apply` to the first Nova request, and Nova requests
+and Kubernetes writes (status patches, Events) per round in steady state with 1 and with 20
+GpuHostPools on one cloud.
 
     .venv/bin/python bench/operator_steady_state.py [--interval 5] [--seconds 30]
 
@@ -73,6 +74,23 @@ def pools(types: int) -> str:
     return yaml.safe_dump_all(docs)
 
 
+def kube_writes(kube: Kube) -> dict[str, float]:
+    """Writes the API server has served so far, from its own request counter
+    (`apiserver_request_total`): GpuHostPool status patches and Events created."""
+    text = kube.kubectl("get", "--raw", "/metrics").stdout
+    counted = {"status": 0.0, "events": 0.0}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels, value = line.rsplit(" ", 1)
+        if 'resource="gpuhostpools"' in labels and 'subresource="status"' in labels:
+            if 'verb="PATCH"' in labels or 'verb="UPDATE"' in labels:
+                counted["status"] += float(value)
+        elif 'resource="events"' in labels and 'verb="POST"' in labels:
+            counted["events"] += float(value)
+    return counted
+
+
 def measure(kube: Kube, tmp: Path, types: int, interval: float, seconds: float) -> dict:
     with SimProcess(fleet(types), tmp / f"sim-{types}") as sim:
         op = OperatorProcess(kube, sim, tmp, interval=interval, lease=new_lease(), identity=f"bench-{types}")
@@ -85,8 +103,10 @@ def measure(kube: Kube, tmp: Path, types: int, interval: float, seconds: float) 
             kube.kubectl("wait", "--for=condition=Ready", "ghp", "--all", "--timeout=120s")
             time.sleep(interval + 1)  # let the round that follows convergence pass
             sim.reset_stats()
+            writes_before = kube_writes(kube)
             time.sleep(seconds)
             steady = sim.stats()
+            writes_after = kube_writes(kube)
         finally:
             op.stop()
             kube.kubectl("delete", "ghp", "--all", "--wait=true")
@@ -100,6 +120,8 @@ def measure(kube: Kube, tmp: Path, types: int, interval: float, seconds: float) 
         "rounds": rounds,
         "per_round": sum(nova.values()) / rounds,
         "per_minute_at_60s": sum(nova.values()) / rounds,  # one round a minute
+        "status_writes_per_round": (writes_after["status"] - writes_before["status"]) / rounds,
+        "events_per_round": (writes_after["events"] - writes_before["events"]) / rounds,
         "routes": nova,
     }
 
@@ -128,6 +150,10 @@ def main() -> int:
             f"{r['nova_per_minute']:.0f} Nova req/min at this interval ({r['rounds']} rounds) = "
             f"{r['per_round']:.1f} per round "
             f"-> {r['per_minute_at_60s']:.1f} req/min at the default 60 s"
+        )
+        print(
+            f"      status writes per round {r['status_writes_per_round']:.1f}, "
+            f"Events per round {r['events_per_round']:.1f}"
         )
         print(f"      {json.dumps(r['routes'])}")
     print(f"  20 resources cost {twenty['per_round'] / one['per_round']:.2f}x the requests of 1 (baseline)")
