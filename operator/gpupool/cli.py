@@ -449,8 +449,9 @@ def _neighbours(pools, args, conflicts) -> dict:
 
 def _plan(args) -> int:
     """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
+    from .model import PassReport
     from .planner import plan
-    from .reconciler import PassReport, recover_in_flight
+    from .reconciler import recover_in_flight
     from .status import build_status
 
     pools = _load_pools(args.filename)

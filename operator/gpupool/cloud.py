@@ -24,7 +24,7 @@ from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
 from .intent import STOP_AGGREGATE, stop_reason
-from .inventory import Aggregate, Host, HostNow, Snapshot
+from .model import Aggregate, Host, HostNow, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,9 @@ from typing import Protocol
 from .api import GpuHostPoolSpec, SpecError, parse_pool
 from .cloud import Cloud, CloudError
 from .conflicts import find_conflicts, neighbours_of
-from .inventory import Snapshot
 from .kube import Kube
+from .model import Neighbours, Outcome, Snapshot
 from .movelock import FencedCloud, MoveLock
-from .mover import Outcome
-from .planner import Neighbours
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from .cloud import Cloud, CloudError
 from .intent import LOCK_AGGREGATE
-from .inventory import Aggregate, Snapshot
+from .model import Aggregate, Snapshot
 
 log = logging.getLogger(__name__)
 

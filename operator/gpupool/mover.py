@@ -18,82 +18,29 @@ disabled or re-labelled a host keeps it as they set it.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Literal
 
 from .cloud import Cloud, CloudError, HostNotInAggregate, NovaRequestError
 from .intent import MoveIntent, new_move_id, parse_reason
-from .inventory import Aggregate, Host, HostNow, Snapshot
+from .model import (
+    Aggregate,
+    Host,
+    HostNow,
+    Move,
+    MoveResult,
+    Observed,
+    Outcome,
+    ProgressCallback,
+    Snapshot,
+    Step,
+)
 from .movelock import Fenced
-from .planner import Move, position
+from .planner import position
 
 log = logging.getLogger(__name__)
-
-
-class Step(enum.StrEnum):
-    CHECK = "Check"
-    DISABLE = "Disable"
-    VERIFY_EMPTY = "VerifyEmpty"
-    REMOVE = "RemoveFromSource"
-    ADD = "AddToTarget"
-    CONFIRM = "Confirm"
-    ENABLE = "Enable"
-    # Rolling a move back.
-    LEAVE_TARGET = "LeaveTarget"
-    RETURN_TO_SOURCE = "ReturnToSource"
-
-
-class Outcome(enum.StrEnum):
-    MOVED = "Moved"
-    # A half-done move the plan no longer needs: the host is back in its source, enabled.
-    ROLLED_BACK = "RolledBack"
-    # The host changed since the plan (disabled by someone, down, busy): not touched at all.
-    SKIPPED = "Skipped"
-    # Something claimed the host after it was disabled: enabled again where it was.
-    ABORTED = "Aborted"
-    # Nova refused a step: the host was put back (or, with `intent_left`, is left to the next pass).
-    FAILED = "Failed"
-    # Someone changed the host's reason (or enabled it) mid-move: left exactly as they set it.
-    INTERRUPTED = "Interrupted"
-    # In its target with an instance on it: left disabled with the intent, reported, checked again.
-    HELD = "Held"
-
-
-@dataclass(frozen=True)
-class Observed:
-    """An aggregate's hosts as Nova reported them in its answer to one of our steps."""
-
-    aggregate: str
-    hosts: frozenset[str]
-    at: float  # time.monotonic() when the answer arrived
-
-
-@dataclass(frozen=True)
-class MoveResult:
-    move: Move
-    outcome: Outcome
-    message: str
-    observed: tuple[Observed, ...] = ()
-    finished_at: float = field(default_factory=time.time)  # wall clock, for the status history
-    # The move was found half-done in Nova: another process (or a killed run) began it.
-    resumed: bool = False
-    # gpupool's intent is still on the host's service: the move is not over (the next pass resumes it).
-    intent_left: bool = False
-    # Where the host ended up: "source", "target", or None when unknown or in neither.
-    location: Literal["source", "target"] | None = None
-    # The host's service as last read (None: not read, or unknown after a failure).
-    now: HostNow | None = None
-    # An aggregate that refused a step for good (4xx): not asked again in this pass.
-    refused_by: str | None = None
-    # This process lost the cloud's move lock before a write: it stopped there, writing nothing.
-    fenced: bool = False
-
-
-ProgressCallback = Callable[[Move, Step], None]
 
 
 def is_resumed(move: Move, host: Host) -> bool:

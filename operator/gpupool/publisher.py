@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .kube import Kube, StatusConflict
-from .mover import Outcome, Step
-from .reconciler import PassReport
+from .model import Outcome, PassReport, Step
 from .status import LAST_MOVES_KEPT, build_status, merge_conditions, summary, timestamp
 
 log = logging.getLogger(__name__)

@@ -17,24 +17,27 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .api import GpuHostPoolSpec
 from .cloud import Cloud, CloudError
 from .intent import MoveIntent, parse_reason, stop_reason
-from .inventory import Aggregate, Snapshot
-from .movelock import FencedCloud
-from .mover import Mover, MoveResult, Outcome, Step, resume_step
-from .planner import (
-    CHANGED,
+from .model import (
+    Aggregate,
+    InFlight,
     Move,
+    MoveResult,
     Neighbours,
+    Outcome,
+    PassReport,
     Plan,
-    failed_this_pass,
-    plan,
-    triage_resumed,
-    with_origin_record,
+    ReportCallback,
+    Snapshot,
+    Step,
 )
+from .movelock import FencedCloud
+from .mover import Mover, resume_step
+from .planner import CHANGED, failed_this_pass, plan, triage_resumed, with_origin_record
 
 log = logging.getLogger(__name__)
 
@@ -45,59 +48,6 @@ STOP_CHECK_EVERY_S = 2.0
 # Failed moves in a row that open the circuit breaker. One failed move whose undo failed too
 # (its host keeps gpupool's intent) opens it at once.
 BREAKER_FAILURES = 3
-
-
-@dataclass(frozen=True)
-class InFlight:
-    move: Move
-    step: Step
-    since: float
-    # Left with gpupool's intent when the pass ended: the next pass resumes it.
-    stuck: bool = False
-    # A half-done move going back to its source (see planner.triage_resumed), and why.
-    rolling_back: str | None = None
-
-
-@dataclass
-class PassReport:
-    """What a pass saw and did: everything the status is written from."""
-
-    plan: Plan
-    in_flight: list[InFlight] = field(default_factory=list)
-    results: list[MoveResult] = field(default_factory=list)
-    finished: bool = False
-    paused: bool = False
-    dry_run: bool = False
-    # Why the pass stopped starting moves (Nova kept failing); None while the breaker is closed.
-    breaker: str | None = None
-    # A kill switch is on (the cloud's gpupool-stop aggregate, or the operator's own): why.
-    stopped: str | None = None
-
-    @property
-    def needs_attention(self) -> list[MoveResult]:
-        """Moves left for a person: someone else's reason on the host, or an instance in the way."""
-        return [r for r in self.results if r.outcome in (Outcome.INTERRUPTED, Outcome.HELD)]
-
-    @property
-    def converged(self) -> bool:
-        """Nova matches the spec: nothing to move (ignoring the concurrency cap), no gpupool intent
-        left on any host, no blocker, and nothing this pass left for a person."""
-        return (
-            self.finished
-            and not self.plan.moves
-            and not self.in_flight
-            and not self.plan.blockers
-            and self.breaker is None
-            and self.stopped is None
-            and not self.needs_attention
-        )
-
-    @property
-    def blocked(self) -> bool:
-        return self.finished and not self.converged
-
-
-ReportCallback = Callable[[PassReport], None]
 
 
 def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import TextIO
 
-from .reconciler import PassReport
+from .model import PassReport
 
 
 def table(doc: dict) -> str:

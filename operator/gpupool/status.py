@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .mover import Outcome
-from .reconciler import PassReport
+from .model import Outcome, PassReport
 
 LAST_MOVES_KEPT = 20
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpupool.cloud import CloudError, HostNotInAggregate, NovaRequestError
-from gpupool.inventory import Aggregate, Host, HostNow, Snapshot
+from gpupool.model import Aggregate, Host, HostNow, Snapshot
 
 
 @dataclass

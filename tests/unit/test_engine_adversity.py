@@ -12,8 +12,7 @@ import pytest
 
 from gpupool.api import GpuHostPoolSpec, SpecError, parse_pool
 from gpupool.intent import MoveIntent, parse_reason
-from gpupool.mover import Outcome
-from gpupool.planner import Neighbours
+from gpupool.model import Neighbours, Outcome
 from gpupool.reconciler import Reconciler
 from gpupool.status import build_status
 

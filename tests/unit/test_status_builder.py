@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from gpupool.api import GpuHostPoolStatus, parse_pool
-from gpupool.inventory import Aggregate, Host, Snapshot
-from gpupool.mover import MoveResult, Outcome, Step
-from gpupool.planner import Move, plan
-from gpupool.reconciler import InFlight, PassReport
+from gpupool.model import Aggregate, Host, InFlight, Move, MoveResult, Outcome, PassReport, Snapshot, Step
+from gpupool.planner import plan
 from gpupool.status import build_status
 
 T0 = 1_800_000_000.0
