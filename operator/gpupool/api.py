@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from . import naming
+from .model import ON_DEMAND, RUNPOD, SPOT, contract_label
 
 GROUP = "gpupool.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "GpuHostPool"
+PLURAL = "gpuhostpools"
+SINGULAR = "gpuhostpool"
 
 DeletionPolicy = Literal["Retain", "ReturnToOnDemand"]
 Role = naming.Role
@@ -207,31 +210,31 @@ class GpuHostPoolSpec(_Model):
         """Pools that hold hosts taken from on-demand: spot, runpod, then contracts in spec order."""
         pools = []
         if self.pools.spot is not None:
-            pools.append(TargetPool("spot", "spot", self.pools.spot.aggregate or "", self.pools.spot.hosts))
+            pools.append(TargetPool(SPOT, "spot", self.pools.spot.aggregate or "", self.pools.spot.hosts))
         if self.pools.runpod is not None:
             pools.append(
-                TargetPool("runpod", "runpod", self.pools.runpod.aggregate or "", self.pools.runpod.hosts)
+                TargetPool(RUNPOD, "runpod", self.pools.runpod.aggregate or "", self.pools.runpod.hosts)
             )
         for contract in self.pools.contracts:
             pools.append(
-                TargetPool(f"contract:{contract.aggregate}", "contract", contract.aggregate, contract.hosts)
+                TargetPool(contract_label(contract.aggregate), "contract", contract.aggregate, contract.hosts)
             )
         return pools
 
     def managed_aggregates(self) -> list[ManagedAggregate]:
         """Every aggregate this spec manages, with its role and where the spec names it."""
         managed = [
-            ManagedAggregate(name, "onDemand", "onDemand", f"onDemand.aggregates[{i}]")
+            ManagedAggregate(name, "onDemand", ON_DEMAND, f"onDemand.aggregates[{i}]")
             for i, name in enumerate(self.on_demand_aggregates())
         ]
         if self.pools.spot is not None:
             managed.append(
-                ManagedAggregate(self.pools.spot.aggregate or "", "spot", "spot", "pools.spot.aggregate")
+                ManagedAggregate(self.pools.spot.aggregate or "", "spot", SPOT, "pools.spot.aggregate")
             )
         if self.pools.runpod is not None:
             managed.append(
                 ManagedAggregate(
-                    self.pools.runpod.aggregate or "", "runpod", "runpod", "pools.runpod.aggregate"
+                    self.pools.runpod.aggregate or "", "runpod", RUNPOD, "pools.runpod.aggregate"
                 )
             )
         for i, contract in enumerate(self.pools.contracts):
@@ -239,11 +242,15 @@ class GpuHostPoolSpec(_Model):
                 ManagedAggregate(
                     contract.aggregate,
                     "contract",
-                    f"contract:{contract.aggregate}",
+                    contract_label(contract.aggregate),
                     f"pools.contracts[{i}].aggregate",
                 )
             )
         return managed
+
+    def managed_names(self) -> set[str]:
+        """The names of every aggregate this spec manages."""
+        return {m.name for m in self.managed_aggregates()}
 
     def move_pool(self, source: str, target: str) -> str | None:
         """The pool a move serves: the side that is not on-demand (or the side still managed)."""

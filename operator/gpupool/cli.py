@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 import yaml
 
+from .model import Outcome
+
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_BLOCKED = 2
@@ -577,7 +579,9 @@ def _reconcile(args) -> int:
                         break
                     if converged or report.paused or report.dry_run or report.breaker is not None:
                         break
-                    progressed = any(str(r.outcome) in ("Moved", "RolledBack") for r in report.results)
+                    progressed = any(
+                        r.outcome in (Outcome.MOVED, Outcome.ROLLED_BACK) for r in report.results
+                    )
                     if not progressed:
                         break
                 progress.done(status)

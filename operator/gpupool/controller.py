@@ -26,7 +26,7 @@ from .kube import Kube
 from .model import Neighbours, Outcome, Snapshot
 from .movelock import FencedCloud, MoveLock
 from .publisher import Mailbox, StatusPublisher
-from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
+from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
 
 log = logging.getLogger(__name__)
 # After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
@@ -221,7 +221,7 @@ class Controller:
         specs = {v.name: v.effective_spec() for v in group}
         entries = [(name, spec) for name, spec in specs.items()]
         neighbours = {name: neighbours_of(name, entries) for name in specs}
-        managed = set().union(*(managed_aggregates(spec) for spec in specs.values()))
+        managed = set().union(*(spec.managed_names() for spec in specs.values()))
         orphans = orphan_moves(snapshot, managed)
         working = [v for v in group if has_work(specs[v.name], snapshot, neighbours[v.name])]
         if self.kill_switch() is not None:

@@ -22,10 +22,8 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KIND, VERSION, GpuHostPoolSpec, GpuHostPoolStatus
+from .api import GROUP, KIND, PLURAL, SINGULAR, VERSION, GpuHostPoolSpec, GpuHostPoolStatus
 
-PLURAL = "gpuhostpools"
-SINGULAR = "gpuhostpool"
 NAME = f"{PLURAL}.{GROUP}"
 MANIFEST = Path(__file__).resolve().parents[2] / "crds" / f"{NAME}.yaml"
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import kopf
 
-from .kube import GROUP, PLURAL, VERSION, Kube, load_config
+from .api import GROUP, PLURAL, VERSION
+from .kube import Kube, load_config
 
 log = logging.getLogger(__name__)
 RETURN_TO_ON_DEMAND = "ReturnToOnDemand"

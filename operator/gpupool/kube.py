@@ -16,7 +16,8 @@ import uuid
 import kubernetes
 from kubernetes.client import ApiException
 
-GROUP, VERSION, PLURAL, KIND = "gpupool.io", "v1alpha1", "gpuhostpools", "GpuHostPool"
+from .api import GROUP, KIND, PLURAL, VERSION
+
 # Every request: (connect, read) seconds. An API server that stops answering on an open
 # connection costs a request at most this long, never a thread for good.
 TIMEOUT = (5, 30)

@@ -51,6 +51,7 @@ from .model import (
     PoolState,
     Snapshot,
     Triage,
+    is_contract_label,
 )
 
 _DIGITS = re.compile(r"(\d+)")
@@ -723,6 +724,6 @@ def _pools_state(
     return PoolsState(
         spot=targets.get("spot"),
         runpod=targets.get("runpod"),
-        contracts=tuple(s for label, s in targets.items() if label.startswith("contract:")),
+        contracts=tuple(s for label, s in targets.items() if is_contract_label(label)),
         on_demand=OnDemandState(tuple(spec.on_demand_aggregates()), len(on_demand_hosts), len(supply)),
     )

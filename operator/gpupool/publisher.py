@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .api import LAST_MOVES_LIMIT
 from .kube import Kube, StatusConflict
 from .model import Outcome, PassReport, Step
-from .status import LAST_MOVES_KEPT, build_status, merge_conditions, summary, timestamp
+from .status import build_status, merge_conditions, summary, timestamp
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -242,4 +243,4 @@ def _with_history(status: dict, history: list[dict]) -> dict:
     moves = list(status.get("lastMoves") or [])
     moves += [entry for entry in history if entry not in moves]
     moves.sort(key=lambda entry: entry.get("finishedAt") or "")
-    return {**status, "lastMoves": moves[-LAST_MOVES_KEPT:]}
+    return {**status, "lastMoves": moves[-LAST_MOVES_LIMIT:]}

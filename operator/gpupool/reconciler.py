@@ -23,6 +23,7 @@ from .api import GpuHostPoolSpec
 from .cloud import Cloud, CloudError
 from .intent import MoveIntent, parse_reason, stop_reason
 from .model import (
+    ON_DEMAND,
     Aggregate,
     InFlight,
     Move,
@@ -50,12 +51,6 @@ STOP_CHECK_EVERY_S = 2.0
 BREAKER_FAILURES = 3
 
 
-def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:
-    names = set(spec.on_demand_aggregates())
-    names.update(pool.aggregate for pool in spec.target_pools())
-    return names
-
-
 def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     """Moves a previous run began and did not finish: services disabled with exactly our intent.
 
@@ -63,7 +58,7 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     been dropped from the spec since: the pass then rolls it back). A reason that is not exactly
     what gpupool writes, for exactly this host, is someone else's: see intent.py.
     """
-    managed = managed_aggregates(spec)
+    managed = spec.managed_names()
     moves = []
     for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
         if host.is_enabled:
@@ -71,7 +66,7 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
         intent = parse_reason(host.name, host.disabled_reason)
         if intent and (intent.source in managed or intent.target in managed):
             # The pool the move serves: the target of a grow, the source of a shrink.
-            pool = spec.move_pool(intent.source, intent.target) or "onDemand"
+            pool = spec.move_pool(intent.source, intent.target) or ON_DEMAND
             move = Move(host.name, intent.source, intent.target, pool, move_id=intent.move_id)
             moves.append(with_origin_record(move, spec.on_demand_aggregates(), snapshot))
     return moves

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .api import LAST_MOVES_LIMIT
 from .model import Outcome, PassReport
-
-LAST_MOVES_KEPT = 20
 
 
 def timestamp(seconds: float) -> str:
@@ -67,7 +66,7 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
         ready = ("Ready", "False", "CircuitBreakerOpen", report.breaker)
         progressing = ("Progressing", "False", "CircuitBreakerOpen", report.breaker)
     elif attention:
-        reason = "MoveInterrupted" if attention[0].outcome == "Interrupted" else "HostHeld"
+        reason = "MoveInterrupted" if attention[0].outcome is Outcome.INTERRUPTED else "HostHeld"
         ready = ("Ready", "False", reason, attention[0].message)
         progressing = ("Progressing", "False", reason, attention[0].message)
     elif report.in_flight and not stuck or (plan.moves and not stuck):
@@ -145,7 +144,7 @@ def build_status(
         }
         if entry not in last_moves:
             last_moves.append(entry)
-    last_moves = last_moves[-LAST_MOVES_KEPT:]
+    last_moves = last_moves[-LAST_MOVES_LIMIT:]
 
     status = {
         "pools": {
