@@ -146,11 +146,11 @@ def _add_run(subparsers) -> None:
 
 
 def _run_operator(args) -> int:
-    from . import handlers  # kopf is imported only when the operator runs
+    from . import process  # kopf is imported only when the operator runs
     from .kube import KubeConfigError
 
     try:
-        return handlers.run(args)
+        return process.run(args)
     except KubeConfigError as exc:
         raise UserError(str(exc)) from None
 
@@ -698,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # keystoneauth warns about version discovery before our own error says it better.
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
-    from .cloud import CloudError
+    from .errors import CloudError
 
     try:
         return int(args.handler(args) or 0)

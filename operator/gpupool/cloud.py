@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +22,17 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
+from .errors import (
+    AlreadyAMember,
+    CloudAuthError,
+    CloudConfigError,
+    CloudUnreachable,
+    Conflict,
+    HostNotInAggregate,
+    NotAMember,
+    NotFound,
+    nova_error,
+)
 from .intent import STOP_AGGREGATE, stop_reason
 from .model import Aggregate, Host, HostNow, Snapshot
 
@@ -41,39 +51,7 @@ SERVICE_UPDATE_MICROVERSION = "2.53"
 # Placement's allocations of a resource provider exist since 1.0; nothing we read changed since.
 PLACEMENT_MICROVERSION = "1.0"
 
-_ALREADY_IN_AGGREGATE = re.compile(r"already has host", re.IGNORECASE)
-_NOT_IN_AGGREGATE = re.compile(r"Cannot remove host .* in aggregate", re.IGNORECASE)
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-
-
-class CloudError(Exception):
-    """Something about the cloud went wrong. The message says what, and what to do."""
-
-
-class CloudConfigError(CloudError):
-    """The clouds.yaml entry is missing or unusable."""
-
-
-class CloudAuthError(CloudError):
-    """Keystone refused the credentials."""
-
-
-class CloudUnreachable(CloudError):
-    """The cloud did not answer, even after retries."""
-
-
-class NovaRequestError(CloudError):
-    """Nova refused a request in a way that is not an idempotent 'already done'."""
-
-    def __init__(self, message: str, status_code: int | None = None, attempts: int = 1):
-        super().__init__(message)
-        self.status_code = status_code
-        self.attempts = attempts  # how many times it was sent: after a retry, "done" may be our own doing
-
-
-class HostNotInAggregate(CloudError):
-    """The host was not in the aggregate we were removing it from, at the first try: someone else
-    changed its membership since we looked."""
 
 
 class RetryPolicy:
@@ -178,9 +156,7 @@ class Cloud:
                         "(check region_name and interface in clouds.yaml)"
                     ) from None
                 if not _is_transient(exc):
-                    raise NovaRequestError(
-                        f"{what}: {_details(exc)}", _status_code(exc), attempt + 1
-                    ) from None
+                    raise nova_error(f"{what}: {_details(exc)}", _status_code(exc), attempt + 1) from None
                 last = exc
                 delay = self._retry.delay(attempt)
                 log.info("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
@@ -191,9 +167,10 @@ class Cloud:
                 f"{what}: cloud {self.cloud_name!r} did not answer after {self._retry.attempts} attempts "
                 f"({_brief(last)}); check auth_url ({self._auth_url()}) in clouds.yaml and the network"
             ) from None
-        raise NovaRequestError(
+        raise nova_error(
             f"{what}: still failing after {self._retry.attempts} attempts: {_details(last)}",
             _status_code(last),
+            self._retry.attempts,
         ) from None
 
     def _get_json(self, path: str, microversion: str | None = None) -> dict[str, Any]:
@@ -315,9 +292,7 @@ class Cloud:
         )
         service = next(iter(body.get("services") or ()), None)
         if service is None:
-            raise NovaRequestError(
-                f"read the service of {host.name}: Nova lists no nova-compute service", 404
-            )
+            raise NotFound(f"read the service of {host.name}: Nova lists no nova-compute service", 404)
         return HostNow(
             name=host.name,
             status=service.get("status") or "disabled",
@@ -388,12 +363,10 @@ class Cloud:
                 f"remove {host} from {aggregate.name}",
                 lambda: self._aggregate_action(aggregate, {"remove_host": {"host": host}}),
             )
-        except NovaRequestError as exc:
-            if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
-                if expect_member and exc.attempts == 1:
-                    raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more") from None
-                return None
-            raise
+        except NotAMember as exc:
+            if expect_member and exc.attempts == 1:
+                raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more") from None
+            return None
         return answer
 
     def add_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
@@ -406,10 +379,8 @@ class Cloud:
                 f"add {host} to {aggregate.name}",
                 lambda: self._aggregate_action(aggregate, {"add_host": {"host": host}}),
             )
-        except NovaRequestError as exc:
-            if exc.status_code == 409 and _ALREADY_IN_AGGREGATE.search(str(exc)):
-                return None
-            raise
+        except AlreadyAMember:
+            return None
         return answer
 
     def _aggregate_action(self, aggregate: Aggregate, body: dict) -> frozenset[str] | None:
@@ -444,10 +415,8 @@ class Cloud:
 
         try:
             return self._call(f"read aggregate {aggregate.name}", read)
-        except NovaRequestError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def create_aggregate(self, name: str) -> Aggregate | None:
         """Create an empty aggregate; None when one of that name exists (Nova keeps names unique)."""
@@ -462,10 +431,8 @@ class Cloud:
 
         try:
             return self._call(f"create aggregate {name}", create)
-        except NovaRequestError as exc:
-            if exc.status_code == 409:
-                return None
-            raise
+        except Conflict:
+            return None
 
     def delete_aggregate(self, aggregate: Aggregate) -> bool:
         """Delete an aggregate by id; False when it was gone already."""
@@ -479,10 +446,8 @@ class Cloud:
 
         try:
             self._call(f"delete aggregate {aggregate.name}", delete)
-        except NovaRequestError as exc:
-            if exc.status_code == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
 

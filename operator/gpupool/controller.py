@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import GpuHostPoolSpec, SpecError, parse_pool
-from .cloud import Cloud, CloudError
+from .cloud import Cloud
 from .conflicts import find_conflicts, neighbours_of
-from .kube import Kube
+from .errors import CloudError
 from .model import Neighbours, Outcome, Snapshot
 from .movelock import FencedCloud, MoveLock
+from .ports import KubePort
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
 
@@ -105,7 +106,7 @@ class Leadership(Protocol):
 
 @dataclass
 class Controller:
-    kube: Kube
+    kube: KubePort
     leadership: Leadership
     interval_s: float = 60.0
     cloud_factory: Callable[[str], Cloud] = Cloud

@@ -17,6 +17,7 @@ import kubernetes
 from kubernetes.client import ApiException
 
 from .api import GROUP, KIND, PLURAL, VERSION
+from .errors import StatusConflict
 
 # Every request: (connect, read) seconds. An API server that stops answering on an open
 # connection costs a request at most this long, never a thread for good.
@@ -53,10 +54,6 @@ def load_config() -> None:
             f"no Kubernetes API to talk to: not running in a pod, and {where} ({source}) gives none "
             f"({detail}); set KUBECONFIG to a kubeconfig file or run the operator in the cluster"
         ) from None
-
-
-class StatusConflict(Exception):
-    """The resource changed since we read it (another writer, e.g. a new leader): re-read, rebuild."""
 
 
 class Kube:

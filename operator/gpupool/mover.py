@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from typing import Literal
 
-from .cloud import Cloud, CloudError, HostNotInAggregate, NovaRequestError
+from .errors import CloudError, Fenced, HostNotInAggregate, NotFound, NovaRequestError
 from .intent import MoveIntent, new_move_id, parse_reason
 from .model import (
     Aggregate,
@@ -37,8 +37,8 @@ from .model import (
     Snapshot,
     Step,
 )
-from .movelock import Fenced
 from .planner import position
+from .ports import CloudPort
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def resume_step(move: Move, host: Host, snapshot: Snapshot) -> Step:
 class Mover:
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         *,
         allow_instances: bool = False,
         on_step: ProgressCallback | None = None,
@@ -260,11 +260,7 @@ class _Attempt:
             "move of %s from %s to %s failed at %s: %s", move.host, move.source, move.target, failed, error
         )
         refused_by = None
-        if (
-            isinstance(error, NovaRequestError)
-            and error.status_code is not None
-            and 400 <= error.status_code < 500
-        ):
+        if isinstance(error, NovaRequestError) and error.refused:
             refused_by = {Step.REMOVE: move.source, Step.ADD: move.target}.get(failed)  # type: ignore[arg-type]
         try:
             if failed is Step.ADD and self.target is not None:
@@ -373,9 +369,8 @@ class _Attempt:
         """After a failed add whose outcome is unknown: make sure the host is not in the target."""
         try:
             self.cloud.remove_host(target, self.move.host)
-        except NovaRequestError as exc:
-            if exc.status_code != 404:  # the target aggregate is gone: nothing to leave
-                raise
+        except NotFound:  # the target aggregate is gone: nothing to leave
+            pass
 
     def _check_not_moved_away(self) -> None:
         """Nova said the host had left its source already, after a retry: our first try may have

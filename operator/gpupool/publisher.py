@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .api import LAST_MOVES_LIMIT
-from .kube import Kube, StatusConflict
+from .errors import StatusConflict
+from .kube import Kube
 from .model import Outcome, PassReport, Step
 from .status import build_status, merge_conditions, summary, timestamp
 

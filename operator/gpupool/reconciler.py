@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from .api import GpuHostPoolSpec
-from .cloud import Cloud, CloudError
+from .errors import CloudError
 from .intent import MoveIntent, parse_reason, stop_reason
 from .model import (
     ON_DEMAND,
@@ -39,6 +39,7 @@ from .model import (
 from .movelock import FencedCloud
 from .mover import Mover, resume_step
 from .planner import CHANGED, failed_this_pass, plan, triage_resumed, with_origin_record
+from .ports import CloudPort
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def orphan_moves(snapshot: Snapshot, managed: set[str]) -> list[Move]:
     return moves
 
 
-def roll_back_orphans(cloud: Cloud, snapshot: Snapshot, moves: list[Move]) -> list[MoveResult]:
+def roll_back_orphans(cloud: CloudPort, snapshot: Snapshot, moves: list[Move]) -> list[MoveResult]:
     """Put the hosts of orphaned moves back where they came from, one at a time (this is rare)."""
     mover = Mover(cloud)
     results = []
@@ -211,7 +212,7 @@ class CircuitBreaker:
 class Reconciler:
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         *,
         clock: Callable[[], float] = time.time,
         fence: Callable[[], None] | None = None,
@@ -260,7 +261,7 @@ class _Pass:
 
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         clock: Callable[[], float],
         spec: GpuHostPoolSpec,
         snapshot: Snapshot,
@@ -301,7 +302,7 @@ class _Pass:
             paused=spec.paused,
             dry_run=spec.dry_run,
         )
-        writer = FencedCloud(cloud, fence) if fence is not None else cloud
+        writer: CloudPort = FencedCloud(cloud, fence) if fence is not None else cloud
         self.mover = Mover(
             writer, allow_instances=spec.policy.move_hosts_with_instances, on_step=self._on_step
         )

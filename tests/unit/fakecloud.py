@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupool.cloud import CloudError, HostNotInAggregate, NovaRequestError
+from gpupool.errors import CloudError, HostNotInAggregate, NovaRequestError
 from gpupool.model import Aggregate, Host, HostNow, Snapshot
 
 

@@ -258,7 +258,7 @@ def test_a_failed_add_whose_undo_fails_is_not_converged():
         if call == "add" and phase == "before" and calls.count("add") == 2:
             raise NovaRequestError("add: Nova is down", 503)
 
-    from gpupool.cloud import NovaRequestError
+    from gpupool.errors import NovaRequestError
 
     nova.adversary = adversary
     report = run(nova, spec(pools={"spot": {"hosts": 1}}))
@@ -381,7 +381,7 @@ def test_a_target_that_refuses_is_not_tried_again_in_the_same_pass():
             refused.append(1)
             raise NovaRequestError("add: Policy doesn't allow os_compute_api:os-aggregates:add_host", 403)
 
-    from gpupool.cloud import NovaRequestError
+    from gpupool.errors import NovaRequestError
 
     nova.adversary = adversary
     report = run(nova, spec(pools={"spot": {"hosts": 4}}, policy={"maxConcurrentMoves": 1}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from gpupool.kube import StatusConflict
+from gpupool.errors import StatusConflict
 from gpupool.model import Move, MoveResult, Outcome, PassReport
 from gpupool.planner import plan
 from gpupool.publisher import Mailbox, StatusPublisher
