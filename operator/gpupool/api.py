@@ -32,7 +32,6 @@ Role = naming.Role
 
 # Nova stores aggregate and host names in String(255) columns. The list bounds keep the CRD's CEL
 # rules within the API server's cost budget.
-_AGGREGATE_NAME = {"min_length": 1, "max_length": 255}
 AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MAX_ON_DEMAND_AGGREGATES = 20
@@ -74,7 +73,7 @@ class OnDemandSpec(_Model):
 
 class PoolSpec(_Model):
     aggregate: str | None = Field(
-        default=None, **_AGGREGATE_NAME, description="Nova host aggregate of this pool."
+        default=None, min_length=1, max_length=255, description="Nova host aggregate of this pool."
     )
     hosts: int = Field(
         default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the pool should hold."
@@ -84,7 +83,8 @@ class PoolSpec(_Model):
 class SpotPoolSpec(PoolSpec):
     aggregate: str | None = Field(
         default=None,
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of the spot pool. Defaults to "<gpuType>-n3-spot".',
     )
 
@@ -92,14 +92,16 @@ class SpotPoolSpec(PoolSpec):
 class RunPodPoolSpec(PoolSpec):
     aggregate: str | None = Field(
         default=None,
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of the RunPod pool. Defaults to "<gpuType>-n3-runpod".',
     )
 
 
 class ContractSpec(_Model):
     aggregate: str = Field(
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
     )
     hosts: int = Field(
@@ -559,10 +561,11 @@ def _documents(text: str) -> list[tuple[yaml.Node, Any]]:
     """(node, data) for each document: the nodes know the lines the data came from."""
     loader = yaml.SafeLoader(text)
     try:
-        found = []
+        found: list[tuple[yaml.Node, Any]] = []
         while loader.check_node():
             node = loader.get_node()
-            found.append((node, loader.construct_document(node)))
+            if node is not None:
+                found.append((node, loader.construct_document(node)))
         return found
     finally:
         loader.dispose()

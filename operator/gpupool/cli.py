@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import yaml
 
@@ -34,7 +35,7 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits 64 (2 means "blocked" for gpupool)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message}\n")
 
@@ -416,7 +417,7 @@ def _conflict_status(message: str) -> dict:
         ],
         timestamp(time.time()),
     )
-    status = {
+    status: dict[str, Any] = {
         "inFlight": [],
         "lastMoves": [],
         "blockers": [{"pool": "-", "reason": "Conflict", "message": message}],
@@ -622,7 +623,7 @@ def _refused_status() -> dict:
     from .status import merge_conditions, summary, timestamp
 
     message = "not confirmed at the prompt; nothing moved (pass --yes to skip the question)"
-    status = {
+    status: dict[str, Any] = {
         "conditions": merge_conditions(
             None,
             [

@@ -248,7 +248,7 @@ class Cloud:
         """({host: instances}, {host: compute node uuid}) from the hypervisor list."""
         counts: dict[str, int] = {}
         nodes: dict[str, str] = {}
-        path = "/os-hypervisors/detail"
+        path: str | None = "/os-hypervisors/detail"
         while path:
             body = self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
             for hypervisor in body.get("hypervisors", []):

@@ -192,7 +192,7 @@ class Controller:
             v for v in views if v.spec is not None and not (v.deleting and v.spec.deletion_policy == "Retain")
         ]
         conflicts = find_conflicts(
-            [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid]
+            [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid if v.spec]
         )
         by_cloud: dict[str, list[PoolView]] = {}
         for view in valid:

@@ -126,7 +126,7 @@ def _printer_columns() -> list[dict[str, Any]]:
     def column(
         name: str, path: str, description: str, priority: int = 0, kind: str = "string"
     ) -> dict[str, Any]:
-        entry = {"name": name, "type": kind, "jsonPath": path, "description": description}
+        entry: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path, "description": description}
         if priority:
             entry["priority"] = priority
         return entry

@@ -240,13 +240,13 @@ def plan(
         blockers.append(
             Blocker("-", EXCLUDED_HOST_UNKNOWN, "; ".join(unknown) + ". Nothing moves until then")
         )
-    for aggregate, answer in sorted(refusing.items()):
-        if aggregate in labels:
+    for refused, answer in sorted(refusing.items()):
+        if refused in labels:
             blockers.append(
                 Blocker(
-                    labels[aggregate],
+                    labels[refused],
                     AGGREGATE_REFUSED,
-                    f"Nova refused a move {'into or out of'} {aggregate}: {answer}; not tried again until the next round",
+                    f"Nova refused a move {'into or out of'} {refused}: {answer}; not tried again until the next round",
                 )
             )
 
@@ -279,9 +279,9 @@ def plan(
         else []
     )
     blockers.extend(shortfalls)
-    held_back = _guard_rails(spec, eventual, shortfalls, present, managed)
-    if held_back is not None:
-        reason, why = held_back
+    guard = _guard_rails(spec, eventual, shortfalls, present, managed)
+    if guard is not None:
+        reason, why = guard
         if reason == TOO_MANY_MOVES:
             blockers.append(Blocker("-", TOO_MANY_MOVES, why))
         else:  # said where the unreachable counts are explained
@@ -289,7 +289,7 @@ def plan(
                 replace(b, message=f"{b.message}. {why}") if b.reason in _UNREACHABLE else b for b in blockers
             ]
     budget = None if all_moves else max(0, spec.policy.max_concurrent_moves - len(in_flight))
-    moves = [] if unknown or held_back is not None else _schedule(pools, supply, budget)
+    moves = [] if unknown or guard is not None else _schedule(pools, supply, budget)
 
     listed = spec.on_demand_aggregates()
     return Plan(
@@ -717,7 +717,7 @@ def _pools_state(
         )
 
     targets = {t.label: state(t) for t in spec.target_pools()}
-    on_demand_hosts = set()
+    on_demand_hosts: set[str] = set()
     for name in spec.on_demand_aggregates():
         if name in snapshot.aggregates:
             on_demand_hosts |= snapshot.aggregates[name].hosts

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any, cast
 
 import kopf
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 standalone=args.standalone,
                 peering_name=None if args.standalone else args.peering,
                 priority=priority,
-                identity=kube.identity,
+                identity=cast(Any, kube.identity),  # kopf types it as its own (private) NewType of str
                 liveness_endpoint=args.liveness,
                 settings=kopf_settings(args.peering_lifetime),
                 stop_flag=kopf_stop,

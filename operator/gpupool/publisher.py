@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .api import LAST_MOVES_LIMIT
 from .errors import StatusConflict
-from .kube import Kube
 from .model import Outcome, PassReport, Step
+from .ports import KubePort
 from .status import build_status, merge_conditions, summary, timestamp
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Mailbox:
 class StatusPublisher:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubePort,
         body: dict,
         mailbox: Mailbox | None = None,
         may_write: Callable[[], bool] | None = None,
@@ -126,7 +127,9 @@ class StatusPublisher:
     def _verdict(self, reason: str, message: str, *, degraded: bool = True) -> None:
         """Nothing moves: Ready False, Degraded True with the reason; an Event when it is news."""
         with self._lock:
-            before = next((c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {})
+            before: dict[str, Any] = next(
+                (c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {}
+            )
             stamp = timestamp(time.time())
             conditions = merge_conditions(
                 self.previous.get("conditions"),
@@ -137,7 +140,7 @@ class StatusPublisher:
                 ],
                 stamp,
             )
-            status = {"conditions": conditions, "inFlight": []}
+            status: dict[str, Any] = {"conditions": conditions, "inFlight": []}
             if self.generation is not None:
                 status["observedGeneration"] = self.generation
             status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}

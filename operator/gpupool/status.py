@@ -8,6 +8,7 @@ A condition's lastTransitionTime only changes when its status does.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from .api import LAST_MOVES_LIMIT
 from .model import Outcome, PassReport
@@ -70,9 +71,9 @@ def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str,
         ready = ("Ready", "False", reason, attention[0].message)
         progressing = ("Progressing", "False", reason, attention[0].message)
     elif report.in_flight and not stuck or (plan.moves and not stuck):
-        running = len(report.in_flight)
-        ready = ("Ready", "False", "Moving", f"{running} move(s) in flight")
-        progressing = ("Progressing", "True", "MovingHosts", f"{running} move(s) in flight")
+        count = len(report.in_flight)
+        ready = ("Ready", "False", "Moving", f"{count} move(s) in flight")
+        progressing = ("Progressing", "True", "MovingHosts", f"{count} move(s) in flight")
     elif stuck:
         ready = ("Ready", "False", "MoveInFlight", half_done)
         progressing = ("Progressing", "True", "MoveInFlight", half_done)
@@ -146,7 +147,7 @@ def build_status(
             last_moves.append(entry)
     last_moves = last_moves[-LAST_MOVES_LIMIT:]
 
-    status = {
+    status: dict[str, Any] = {
         "pools": {
             "spot": _pool_entry(pools.spot) if pools.spot else None,
             "runpod": _pool_entry(pools.runpod) if pools.runpod else None,
