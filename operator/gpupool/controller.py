@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import GpuHostPoolSpec, SpecError, parse_pool
-from .cloud import Cloud
 from .conflicts import find_conflicts, neighbours_of
 from .errors import CloudError
 from .model import Neighbours, Outcome, Snapshot
 from .movelock import FencedCloud, MoveLock
-from .ports import KubePort
+from .ports import ClosableCloud, CloudPort, KubePort
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
 
@@ -108,8 +107,9 @@ class Leadership(Protocol):
 class Controller:
     kube: KubePort
     leadership: Leadership
+    # A connection to the named cloud (process.py passes cloud.Cloud; the unit tests a fake).
+    cloud_factory: Callable[[str], ClosableCloud]
     interval_s: float = 60.0
-    cloud_factory: Callable[[str], Cloud] = Cloud
     identity: str = "gpupool operator"
     # The operator's own kill switch: while this ConfigMap exists, no move starts on any cloud.
     kill_switch_ref: tuple[str, str] | None = None  # (namespace, name)
@@ -118,7 +118,7 @@ class Controller:
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     _changed: set[str] = field(default_factory=set)
-    _clouds: dict[str, Cloud] = field(default_factory=dict)
+    _clouds: dict[str, ClosableCloud] = field(default_factory=dict)
     _locks: dict[str, MoveLock] = field(default_factory=dict)
     _config_stamps: dict[str, tuple | None] = field(default_factory=dict)
     _mail: dict[str, Mailbox] = field(default_factory=dict)
@@ -268,7 +268,12 @@ class Controller:
         return 0.0 if any(busy) else (5.0 if waiting else self.interval_s)
 
     def _pass(
-        self, cloud: Cloud, snapshot: Snapshot, view: PoolView, spec: GpuHostPoolSpec, neighbours: Neighbours
+        self,
+        cloud: CloudPort,
+        snapshot: Snapshot,
+        view: PoolView,
+        spec: GpuHostPoolSpec,
+        neighbours: Neighbours,
     ) -> bool:
         """One resource's pass; True when another round should follow at once. Whatever goes wrong
         stays with this resource: the others' passes in the round run on."""
@@ -314,7 +319,7 @@ class Controller:
         mailbox = self._mail.setdefault(view.name, Mailbox())
         return StatusPublisher(self.kube, view.body, mailbox, may_write=self.leadership.leading.is_set)
 
-    def _cloud(self, name: str) -> Cloud:
+    def _cloud(self, name: str) -> ClosableCloud:
         """The connection to a cloud; a new one when clouds.yaml changed (a rotated credentials
         Secret is picked up within a round, without a restart)."""
         stamp = _config_stamp()
@@ -328,7 +333,7 @@ class Controller:
             self._config_stamps[name] = stamp
         return cloud
 
-    def _move_lock(self, name: str, cloud: Cloud) -> MoveLock:
+    def _move_lock(self, name: str, cloud: CloudPort) -> MoveLock:
         lock = self._locks.get(name)
         if lock is None:
             lock = self._locks[name] = MoveLock(cloud, self.identity, ttl_s=self.lock_ttl_s)

@@ -47,6 +47,12 @@ class CloudPort(Protocol):
     def delete_aggregate(self, aggregate: Aggregate) -> bool: ...
 
 
+class ClosableCloud(CloudPort, Protocol):
+    """A cloud connection the controller keeps between rounds, and closes when its config changes."""
+
+    def close(self) -> None: ...
+
+
 class KubePort(Protocol):
     """What the controller and the status publisher need from the Kubernetes API."""
 

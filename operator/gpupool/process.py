@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import kopf
 
+from .cloud import Cloud
 from .controller import Controller
 from .handlers import kopf_settings, registry_for
 from .kube import Kube, load_config
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     controller = Controller(
         kube,
         leadership,
+        Cloud,
         interval_s=args.interval,
         identity=f"gpupool operator {kube.identity}",
         kill_switch_ref=(namespace, name) if name else None,
