@@ -295,6 +295,7 @@ class _Pass:
         self.released = {m.host for m, _ in triage.release}
         self.touched.update(m.host for m in resumed)
         self.queue: collections.deque[Move] = collections.deque()
+        self.planned_at = float("-inf")
         self.report = PassReport(
             # Paused and dry-run resources show every move the spec needs, not only the first
             # maxConcurrentMoves.
@@ -330,47 +331,74 @@ class _Pass:
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> PassReport:
+        """The phases of a pass: triage (done in __init__: which half-done moves to finish, roll
+        back or release), a check of the kill switches, moving until nothing is left to start or
+        running, and a final check of the result against Nova."""
+        if self._waits():
+            return self._report_waiting()
+        self._move_until_done()
+        return self._final()
+
+    # -- phase: may anything start? ---------------------------------------------------------------
+
+    def _waits(self) -> bool:
+        """A kill switch is on, or nothing is resumed and nothing new may start (paused, dry run)."""
+        self.report.stopped = stop_reason(self.snapshot.aggregates) or self.kill_switch()
+        return self.report.stopped is not None or (not self.resumed and not self.may_start_new)
+
+    def _report_waiting(self) -> PassReport:
+        """Nothing starts, not even a half-done move (a person may be handling it): report them."""
         report = self.report
-        report.stopped = stop_reason(self.snapshot.aggregates) or self.kill_switch()
-        if report.stopped is not None or (not self.resumed and not self.may_start_new):
-            # Stopped: nothing starts, not even a half-done move (a person may be handling it).
-            report.in_flight = [
-                InFlight(
-                    m, resume_step(m, self.snapshot.hosts[m.host], self.snapshot), self.clock(), stuck=True
-                )
-                for m, _ in self.resumed
-            ]
-            report.finished = True
-            self.notify(report)
-            return report
-        replan, planned_at = True, float("-inf")
+        report.in_flight = [
+            InFlight(m, resume_step(m, self.snapshot.hosts[m.host], self.snapshot), self.clock(), stuck=True)
+            for m, _ in self.resumed
+        ]
+        report.finished = True
+        self.notify(report)
+        return report
+
+    # -- phase: move --------------------------------------------------------------------------------
+
+    def _move_until_done(self) -> None:
+        """Keep up to maxConcurrentMoves moves running, half-done ones first, until none is left."""
+        replan = True
         with ThreadPoolExecutor(max_workers=self.bound, thread_name_prefix="move") as pool:
             while True:
-                opening = self.may_start_new and self.breaker.why is None
-                if opening and (replan or not self.queue or time.monotonic() - planned_at >= REPLAN_EVERY_S):
-                    # Planning is pure but not free (about 10 ms at 2,000 hosts): the pass plans every
-                    # move still needed at once and hands them out as slots free up, and plans again
-                    # only when the world differs from that plan (a move that did not succeed, an
-                    # aggregate changed behind our back) or after REPLAN_EVERY_S, for fresh counts.
-                    everything = self._plan(all_moves=True)
-                    self.queue = collections.deque(everything.moves)
-                    replan, planned_at = False, time.monotonic()
-                    free = max(0, self.bound - len(self._in_flight_moves()))
-                    report.plan = replace(everything, moves=tuple(everything.moves[:free]))
-                if (self.queue or self.resumed) and report.stopped is None:
-                    report.stopped = self._stopped_now()
-                if self.stop() or self.breaker.why is not None or report.stopped is not None:
-                    # Nothing more starts: half-done moves not yet started wait for the next round.
-                    self.queue.clear()
-                    self.resumed.clear()
+                self._refresh_plan(force=replan)
+                self._stop_starting_if_asked()
                 self._start(pool)
                 if not self.running:
-                    break
+                    return
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                replan = False
                 for future in done:
                     replan |= self._finished(future)
-                self.notify(report)
-        return self._final()
+                self.notify(self.report)
+
+    def _refresh_plan(self, *, force: bool) -> None:
+        """Planning is pure but not free (about 10 ms at 2,000 hosts): the pass plans every move
+        still needed at once and hands them out as slots free up, and plans again only when the
+        world differs from that plan (`force`: a move that did not succeed, an aggregate changed
+        behind our back) or after REPLAN_EVERY_S, for fresh counts."""
+        if not (self.may_start_new and self.breaker.why is None):
+            return
+        if not (force or not self.queue or time.monotonic() - self.planned_at >= REPLAN_EVERY_S):
+            return
+        everything = self._plan(all_moves=True)
+        self.queue = collections.deque(everything.moves)
+        self.planned_at = time.monotonic()
+        free = max(0, self.bound - len(self._in_flight_moves()))
+        self.report.plan = replace(everything, moves=tuple(everything.moves[:free]))
+
+    def _stop_starting_if_asked(self) -> None:
+        """The caller, the circuit breaker or a kill switch stops new moves: those not yet started
+        (half-done ones included) wait for the next round; running ones finish."""
+        report = self.report
+        if (self.queue or self.resumed) and report.stopped is None:
+            report.stopped = self._stopped_now()
+        if self.stop() or self.breaker.why is not None or report.stopped is not None:
+            self.queue.clear()
+            self.resumed.clear()
 
     def _stopped_now(self) -> str | None:
         """A kill switch turned on during the pass: the caller's at once, the cloud's every
@@ -433,6 +461,8 @@ class _Pass:
         applied = apply_result(self.snapshot, result)
         self.snapshot = merge_observed(applied, result, self.touched, self.seen_at)
         return result.outcome is not Outcome.MOVED or self.snapshot.aggregates != applied.aggregates
+
+    # -- phase: check the result ------------------------------------------------------------------
 
     def _final(self) -> PassReport:
         """Check the outcome against Nova itself, not our own bookkeeping.
