@@ -22,6 +22,7 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
+from . import novajson
 from .errors import (
     AlreadyAMember,
     CloudAuthError,
@@ -33,7 +34,7 @@ from .errors import (
     NotFound,
     nova_error,
 )
-from .intent import STOP_AGGREGATE, stop_reason
+from .intent import stop_reason
 from .model import Aggregate, Host, HostNow, Snapshot
 
 log = logging.getLogger(__name__)
@@ -185,12 +186,7 @@ class Cloud:
         body = self._call(
             "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
         )
-        found = {
-            agg["name"]: Aggregate(int(agg["id"]), agg["name"], frozenset(), dict(agg.get("metadata") or {}))
-            for agg in body.get("aggregates", [])
-            if agg.get("name") == STOP_AGGREGATE
-        }
-        return stop_reason(found)
+        return stop_reason(novajson.aggregates(body))
 
     def snapshot(self) -> Snapshot:
         """Aggregates, nova-compute hosts and their instance counts: three Nova requests.
@@ -209,30 +205,8 @@ class Cloud:
             ),
         )
         counts, nodes = self._call("count instances per host", self._instance_counts)
-        hosts = {}
-        for service in services.get("services", []):
-            name = service["host"]
-            hosts[name] = Host(
-                name=name,
-                service_id=str(service["id"]),
-                state=service.get("state") or "down",
-                status=service.get("status") or "disabled",
-                disabled_reason=service.get("disabled_reason"),
-                instances=counts.get(name),
-                hypervisor_id=nodes.get(name),
-            )
         return Snapshot(
-            aggregates={
-                agg["name"]: Aggregate(
-                    id=int(agg["id"]),
-                    name=agg["name"],
-                    hosts=frozenset(agg.get("hosts") or ()),
-                    metadata=dict(agg.get("metadata") or {}),
-                    created_at=agg.get("created_at"),
-                )
-                for agg in aggregates.get("aggregates", [])
-            },
-            hosts=hosts,
+            aggregates=novajson.aggregates(aggregates), hosts=novajson.hosts(services, counts, nodes)
         )
 
     def aggregates_holding(self, host: str) -> frozenset[str]:
@@ -240,9 +214,7 @@ class Cloud:
         body = self._call(
             "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
         )
-        return frozenset(
-            agg["name"] for agg in body.get("aggregates", []) if host in (agg.get("hosts") or ())
-        )
+        return frozenset(name for name, agg in novajson.aggregates(body).items() if host in agg.hosts)
 
     def _instance_counts(self) -> tuple[dict[str, int], dict[str, str]]:
         """({host: instances}, {host: compute node uuid}) from the hypervisor list."""
@@ -250,13 +222,13 @@ class Cloud:
         nodes: dict[str, str] = {}
         path: str | None = "/os-hypervisors/detail"
         while path:
-            body = self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
-            for hypervisor in body.get("hypervisors", []):
-                host = (hypervisor.get("service") or {}).get("host")
-                if host is not None:
-                    counts[host] = counts.get(host, 0) + int(hypervisor.get("running_vms") or 0)
-                    nodes.setdefault(host, str(hypervisor["id"]))
-            path = _next_link(body.get("hypervisors_links"))
+            page_counts, page_nodes, path = novajson.hypervisor_page(
+                self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
+            )
+            for host, running in page_counts.items():
+                counts[host] = counts.get(host, 0) + running
+            for host, node in page_nodes.items():
+                nodes.setdefault(host, node)
         return counts, nodes
 
     def host_now(self, host: Host) -> HostNow:
@@ -273,15 +245,8 @@ class Cloud:
             body = self._get_json(
                 f"/os-hypervisors/{quote(host.hypervisor_id or '')}?with_servers=true",
                 microversion=HYPERVISOR_COUNTS_MICROVERSION,
-            )["hypervisor"]
-            servers = body.get("servers") or []
-            return HostNow(
-                name=host.name,
-                status=body.get("status") or "disabled",
-                state=body.get("state") or "down",
-                disabled_reason=(body.get("service") or {}).get("disabled_reason"),
-                servers=tuple(str(s.get("uuid") or s.get("name")) for s in servers),
             )
+            return novajson.host_now_from_hypervisor(host.name, body)
 
         return self._call(f"read {host.name} and its instances", read)
 
@@ -290,16 +255,10 @@ class Cloud:
             f"/os-services?binary={COMPUTE_BINARY}&host={quote(host.name)}",
             microversion=SERVICE_UPDATE_MICROVERSION,
         )
-        service = next(iter(body.get("services") or ()), None)
-        if service is None:
+        now = novajson.host_now_from_services(host.name, body)
+        if now is None:
             raise NotFound(f"read the service of {host.name}: Nova lists no nova-compute service", 404)
-        return HostNow(
-            name=host.name,
-            status=service.get("status") or "disabled",
-            state=service.get("state") or "down",
-            disabled_reason=service.get("disabled_reason"),
-            servers=None,
-        )
+        return now
 
     def claims_on(self, host: Host) -> tuple[str, ...]:
         """Consumers holding resources on the host in Placement: instances, builds, migrations.
@@ -318,7 +277,7 @@ class Cloud:
                 microversion=PLACEMENT_MICROVERSION,
             )
             sdk_exceptions.raise_from_response(response)
-            return tuple(sorted((response.json().get("allocations") or {}).keys()))
+            return novajson.consumers(response.json())
 
         return self._call(f"read the Placement allocations of {host.name}", read)
 
@@ -390,8 +349,7 @@ class Cloud:
             f"/os-aggregates/{aggregate.id}/action", json=body, microversion=AGGREGATE_MICROVERSION
         )
         _checked(response)
-        hosts = (response.json().get("aggregate") or {}).get("hosts")
-        return frozenset(hosts) if hosts is not None else None
+        return novajson.aggregate_members(response.json())
 
     def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
         self._call(
@@ -404,14 +362,7 @@ class Cloud:
 
         def read() -> Aggregate:
             body = self._get_json(f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION)
-            agg = body["aggregate"]
-            return Aggregate(
-                int(agg["id"]),
-                agg["name"],
-                frozenset(agg.get("hosts") or ()),
-                dict(agg.get("metadata") or {}),
-                agg.get("created_at"),
-            )
+            return novajson.aggregate(body["aggregate"])
 
         try:
             return self._call(f"read aggregate {aggregate.name}", read)
@@ -426,8 +377,7 @@ class Cloud:
                 "/os-aggregates", json={"aggregate": {"name": name}}, microversion=AGGREGATE_MICROVERSION
             )
             _checked(response)
-            body = response.json()["aggregate"]
-            return Aggregate(int(body["id"]), body["name"], frozenset(), dict(body.get("metadata") or {}))
+            return novajson.aggregate(response.json()["aggregate"])
 
         try:
             return self._call(f"create aggregate {name}", create)
@@ -453,16 +403,6 @@ class Cloud:
 
 def _checked(response) -> None:
     sdk_exceptions.raise_from_response(response)
-
-
-def _next_link(links: list[dict[str, str]] | None) -> str | None:
-    for link in links or ():
-        if link.get("rel") == "next":
-            href = link["href"]
-            # The link is absolute; the adapter wants the path below the compute endpoint.
-            index = href.find("/os-hypervisors")
-            return href[index:] if index >= 0 else None
-    return None
 
 
 def _brief(exc: BaseException) -> str:
