@@ -261,7 +261,9 @@ class Controller:
             return 5.0 if waiting else self.interval_s
         with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"pass-{cloud_name}") as pool:
             busy = list(
-                pool.map(lambda v: self._pass(cloud, snapshot, v, specs[v.name], neighbours[v.name]), group)
+                pool.map(
+                    lambda v: self._pass(cloud, lock, snapshot, v, specs[v.name], neighbours[v.name]), group
+                )
             )
         if not any(busy) and not waiting:
             lock.release()
@@ -270,6 +272,7 @@ class Controller:
     def _pass(
         self,
         cloud: CloudPort,
+        lock: MoveLock,
         snapshot: Snapshot,
         view: PoolView,
         spec: GpuHostPoolSpec,
@@ -286,7 +289,7 @@ class Controller:
 
         started = time.monotonic()
         try:
-            report = Reconciler(cloud, fence=self._move_lock(cloud.cloud_name, cloud).fence).reconcile(
+            report = Reconciler(cloud, fence=lock.fence).reconcile(
                 spec,
                 on_report=publisher.update,
                 snapshot=snapshot,

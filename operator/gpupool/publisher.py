@@ -84,11 +84,15 @@ class StatusPublisher:
             shape = (tuple(sorted(f.move.host for f in report.in_flight)), len(report.results))
             due = shape != self._last_shape or time.monotonic() - self._last_patch >= MIN_INTERVAL_S
             if due:
-                self._publish(
-                    lambda previous: build_status(
+
+                def build(previous: dict) -> dict:
+                    return build_status(
                         report, now=time.time(), previous=previous, generation=self.generation
                     )
-                )
+
+                # A pass with nothing to do reports too: the same status as before is not written.
+                if self.mailbox.history or self._differs(build(self.previous)):
+                    self._publish(build)
                 self._last_shape = shape
 
     def final(self, report: PassReport, returned: bool | None = None) -> None:
@@ -102,8 +106,7 @@ class StatusPublisher:
 
             # Steady state: the same status as the round before. Writing it again would cost an API
             # write per resource and round (and wake every watcher) for nothing.
-            wanted = build(self.previous)
-            if self.mailbox.history or any(self.previous.get(key) != value for key, value in wanted.items()):
+            if self.mailbox.history or self._differs(build(self.previous)):
                 self._publish(build)
 
     # -- without a pass -----------------------------------------------------------------------
@@ -144,12 +147,16 @@ class StatusPublisher:
             if self.generation is not None:
                 status["observedGeneration"] = self.generation
             status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
-            if any(self.previous.get(key) != value for key, value in status.items()):
+            if self._differs(status):
                 self._publish(lambda previous: status)
             if (before.get("reason"), before.get("message")) != (reason, message):
                 self._post("Warning" if degraded else "Normal", reason, message)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _differs(self, status: dict) -> bool:
+        """Whether writing `status` would change what the resource says (None: a key to remove)."""
+        return any(self.previous.get(key) != value for key, value in status.items())
 
     def _publish(self, build: Callable[[dict], dict]) -> None:
         """Write the status `build` makes from the last one known, with optimistic concurrency: if
