@@ -330,13 +330,14 @@ def _intents_that_do_not_fit(managed: list[ManagedAggregate]) -> list[str]:
 
 # -------------------------------------------------------------------------------------- status
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "Paused"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Condition(_Model):
     type: ConditionType = Field(
-        description="Ready (converged), Progressing (moving hosts) or Degraded (blocked)."
+        description="Ready (Nova matches the spec), Reconciling (working towards it), Stalled (waiting "
+        "for a person or a change in the cloud) or Paused (spec.paused, spec.dryRun or a kill switch)."
     )
     status: ConditionStatus = Field(description='"True", "False" or "Unknown".')
     reason: str = Field(default="", description="Machine-readable CamelCase reason for the last transition.")
@@ -344,12 +345,16 @@ class Condition(_Model):
     last_transition_time: str | None = Field(
         default=None, description="When the status last changed (RFC 3339, UTC)."
     )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the condition was set for."
+    )
 
 
 class PoolStatus(_Model):
     aggregate: str = Field(description="Nova host aggregate of the pool.")
     desired: int = Field(description="Hosts the spec asks for.")
     current: int = Field(description="Hosts in the aggregate now.")
+    moving: int = Field(default=0, description="Moves into or out of the pool under way.")
     hosts: list[str] = Field(default_factory=list, description="Hosts in the aggregate now, sorted.")
 
 
@@ -368,6 +373,12 @@ class PoolsStatus(_Model):
         default_factory=list, description="The contract pools, in spec order."
     )
     on_demand: OnDemandStatus = Field(default_factory=OnDemandStatus, description="The on-demand reservoir.")
+
+
+class HostCounts(_Model):
+    desired: int = Field(default=0, description="Hosts the spec asks for, over spot, runpod and contracts.")
+    current: int = Field(default=0, description="Hosts those pools hold now.")
+    moving: int = Field(default=0, description="Moves into or out of those pools under way.")
 
 
 class InFlightMove(_Model):
@@ -424,8 +435,14 @@ class GpuHostPoolStatus(_Model):
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing and Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled and Paused (one of each).",
+        # Keyed by type, as metav1.Condition lists are: server-side apply merges them per type.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     pools: PoolsStatus = Field(default_factory=PoolsStatus, description="What each pool holds now.")
+    total: HostCounts = Field(default_factory=HostCounts, description="Spot, runpod and contracts together.")
     in_flight: list[InFlightMove] = Field(default_factory=list, description="Moves under way.")
     planned_moves: list[PlannedMove] = Field(
         default_factory=list, description="Moves the plan would make (dry run only)."

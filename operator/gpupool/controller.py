@@ -133,6 +133,15 @@ class Controller:
                 self._changed.add(name)
         self.wake.set()
 
+    def seen(self, body: dict) -> None:
+        """A resource was created or its spec changed: its status says so at once, before any Nova
+        work (only the leader writes; a round in progress for other resources does not delay it)."""
+        if not self.leadership.leading.is_set():
+            return
+        view = parse(body)
+        if view.spec is not None and not view.deleting:
+            self._publisher(view).seen()
+
     def kill_switch(self) -> str | None:
         """Why the operator's kill switch stops all moves, or None. Read at most every 2 s (a pass
         asks before each move it starts); an unreadable one counts as on: in doubt, do not move."""
@@ -191,6 +200,9 @@ class Controller:
         valid = [
             v for v in views if v.spec is not None and not (v.deleting and v.spec.deletion_policy == "Retain")
         ]
+        for view in valid:
+            if not view.deleting:
+                self._publisher(view).seen()  # a generation the handlers' write did not reach yet
         conflicts = find_conflicts(
             [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid if v.spec]
         )

@@ -24,6 +24,8 @@ RETURN_TO_ON_DEMAND = "ReturnToOnDemand"
 class Wakeable(Protocol):
     def poke(self, name: str | None = None) -> None: ...
 
+    def seen(self, body: dict) -> None: ...
+
 
 def registry_for(controller: Wakeable) -> kopf.OperatorRegistry:
     """kopf's handlers for GpuHostPools, each waking `controller`."""
@@ -32,7 +34,8 @@ def registry_for(controller: Wakeable) -> kopf.OperatorRegistry:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-    def spec_seen(name: str, **_: Any) -> None:
+    def spec_seen(name: str, body: kopf.Body, **_: Any) -> None:
+        controller.seen(dict(body))  # the status says "new generation" before any Nova work
         controller.poke(name)
 
     # Any deletion may end a conflict: wake the controller. A raw watch event, because kopf runs no

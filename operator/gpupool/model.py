@@ -268,6 +268,22 @@ class MoveResult:
 ProgressCallback = Callable[[Move, Step], None]
 
 
+# -- what a resource's conditions say ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a resource's conditions say (status.verdict_of, status.verdict): decided in one place
+    for the CLI and the operator."""
+
+    ready: bool
+    reason: str  # Ready's reason, CamelCase
+    message: str
+    reconciling: bool = False  # the operator keeps working on its own
+    stalled: bool = False  # nothing more happens without a person or a change in the cloud
+    paused: str | None = None  # Paused, DryRun or Stopped: new moves do not start
+
+
 # -- what a pass comes to ------------------------------------------------------------------------
 
 

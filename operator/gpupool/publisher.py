@@ -20,7 +20,7 @@ from .api import LAST_MOVES_LIMIT
 from .errors import StatusConflict
 from .model import Outcome, PassReport, Step
 from .ports import KubePort
-from .status import build_status, merge_conditions, summary, timestamp
+from .status import build_status, verdict, verdict_status, wire
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -86,9 +86,10 @@ class StatusPublisher:
             if due:
 
                 def build(previous: dict) -> dict:
-                    return build_status(
+                    status = build_status(
                         report, now=time.time(), previous=previous, generation=self.generation
                     )
+                    return wire(status, previous)
 
                 # A pass with nothing to do reports too: the same status as before is not written.
                 if self.mailbox.history or self._differs(build(self.previous)):
@@ -101,8 +102,8 @@ class StatusPublisher:
 
             def build(previous: dict) -> dict:
                 status = build_status(report, now=time.time(), previous=previous, generation=self.generation)
-                status["returnedToOnDemand"] = returned
-                return status
+                status.returned_to_on_demand = returned
+                return wire(status, previous)
 
             # Steady state: the same status as the round before. Writing it again would cost an API
             # write per resource and round (and wake every watcher) for nothing.
@@ -110,6 +111,14 @@ class StatusPublisher:
                 self._publish(build)
 
     # -- without a pass -----------------------------------------------------------------------
+
+    def seen(self) -> None:
+        """A new resource or a new generation, seen before any Nova work: say so at once, so that
+        nothing (kstatus, Argo CD, `kubectl wait`) reads the old status as this generation's."""
+        recorded = self.previous.get("observedGeneration")
+        if self.generation is not None and recorded != self.generation:
+            what = "new resource" if recorded is None else f"spec changed (generation {self.generation})"
+            self._verdict("NewGeneration", f"{what}: planning", event=False)
 
     def invalid(self, problems: str) -> None:
         self._verdict("InvalidSpec", f"the spec is invalid: {problems}")
@@ -125,32 +134,24 @@ class StatusPublisher:
 
     def waiting(self, message: str) -> None:
         """Another gpupool process holds the cloud's move lock: nothing moves here meanwhile."""
-        self._verdict("OtherProcessMoving", message, degraded=False)
+        self._verdict("OtherProcessMoving", message)
 
-    def _verdict(self, reason: str, message: str, *, degraded: bool = True) -> None:
-        """Nothing moves: Ready False, Degraded True with the reason; an Event when it is news."""
+    def _verdict(self, reason: str, message: str, *, event: bool = True) -> None:
+        """No pass ran: the conditions say why (status.verdict), with an Event when it is news."""
+        found = verdict(reason, message)
         with self._lock:
             before: dict[str, Any] = next(
                 (c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {}
             )
-            stamp = timestamp(time.time())
-            conditions = merge_conditions(
-                self.previous.get("conditions"),
-                [
-                    ("Ready", "False", reason, message),
-                    ("Progressing", "False", reason, "nothing moves until this is fixed"),
-                    ("Degraded", "True" if degraded else "False", reason, message),
-                ],
-                stamp,
-            )
-            status: dict[str, Any] = {"conditions": conditions, "inFlight": []}
-            if self.generation is not None:
-                status["observedGeneration"] = self.generation
-            status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
-            if self._differs(status):
-                self._publish(lambda previous: status)
-            if (before.get("reason"), before.get("message")) != (reason, message):
-                self._post("Warning" if degraded else "Normal", reason, message)
+
+            def build(previous: dict) -> dict:
+                status = verdict_status(found, now=time.time(), previous=previous, generation=self.generation)
+                return wire(status, previous)
+
+            if self._differs(build(self.previous)):
+                self._publish(build)
+            if event and (before.get("reason"), before.get("message")) != (reason, message):
+                self._post("Normal" if reason == "OtherProcessMoving" else "Warning", reason, message)
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -176,3 +176,28 @@ def test_a_pass_that_breaks_is_reported_on_its_resource_and_the_round_goes_on(no
     ctl.round()
     assert kube.ready("l40") == ("False", "CloudError")
     assert kube.ready("h100") == ("True", "Converged")
+
+
+def test_a_new_generation_is_announced_before_any_nova_work(nova):
+    kube = FakeKube()
+    kube.apply("l40", l40(spot=2))
+    ctl = controller(kube, nova)
+    ctl.seen(kube.get_pool("l40"))  # what the kopf handler does on create
+    status = kube.status("l40")
+    assert status["observedGeneration"] == 1
+    assert kube.ready("l40") == ("False", "NewGeneration")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Reconciling"] == "True"
+    assert nova.calls == []
+    ctl.round()
+    kube.apply("l40", l40(spot=1))
+    ctl.seen(kube.get_pool("l40"))
+    assert kube.status("l40")["observedGeneration"] == 2
+    assert kube.ready("l40") == ("False", "NewGeneration")
+    assert len(kube.status("l40")["lastMoves"]) == 2  # the history stays
+
+
+def test_a_standby_does_not_announce_generations(nova):
+    kube = FakeKube()
+    kube.apply("l40", l40(spot=2))
+    controller(kube, nova, leadership=Leading(False)).seen(kube.get_pool("l40"))
+    assert kube.status_writes == 0

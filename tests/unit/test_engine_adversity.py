@@ -40,8 +40,8 @@ def ours(nova: FakeNova) -> list[str]:
 
 
 def ready(report) -> tuple[str, str]:
-    condition = next(c for c in build_status(report, now=0)["conditions"] if c["type"] == "Ready")
-    return condition["status"], condition["reason"]
+    condition = next(c for c in build_status(report, now=0).conditions if c.type == "Ready")
+    return condition.status, condition.reason
 
 
 def run(nova: FakeNova, the_spec: GpuHostPoolSpec, **kwargs):
