@@ -18,9 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Style (ruff), the layers of docs/architecture.md (import-linter, contracts in pyproject.toml)
+# and types (mypy, on the gpupool package).
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 test: venv lint
 	$(VENV)/bin/pytest

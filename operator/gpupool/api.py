@@ -18,18 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from . import naming
+from .model import ON_DEMAND, RUNPOD, SPOT, contract_label
 
 GROUP = "gpupool.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "GpuHostPool"
+PLURAL = "gpuhostpools"
+SINGULAR = "gpuhostpool"
 
 DeletionPolicy = Literal["Retain", "ReturnToOnDemand"]
 Role = naming.Role
 
 # Nova stores aggregate and host names in String(255) columns. The list bounds keep the CRD's CEL
 # rules within the API server's cost budget.
-_AGGREGATE_NAME = {"min_length": 1, "max_length": 255}
 AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 MAX_ON_DEMAND_AGGREGATES = 20
@@ -71,7 +73,7 @@ class OnDemandSpec(_Model):
 
 class PoolSpec(_Model):
     aggregate: str | None = Field(
-        default=None, **_AGGREGATE_NAME, description="Nova host aggregate of this pool."
+        default=None, min_length=1, max_length=255, description="Nova host aggregate of this pool."
     )
     hosts: int = Field(
         default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the pool should hold."
@@ -81,7 +83,8 @@ class PoolSpec(_Model):
 class SpotPoolSpec(PoolSpec):
     aggregate: str | None = Field(
         default=None,
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of the spot pool. Defaults to "<gpuType>-n3-spot".',
     )
 
@@ -89,14 +92,16 @@ class SpotPoolSpec(PoolSpec):
 class RunPodPoolSpec(PoolSpec):
     aggregate: str | None = Field(
         default=None,
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of the RunPod pool. Defaults to "<gpuType>-n3-runpod".',
     )
 
 
 class ContractSpec(_Model):
     aggregate: str = Field(
-        **_AGGREGATE_NAME,
+        min_length=1,
+        max_length=255,
         description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
     )
     hosts: int = Field(
@@ -207,31 +212,31 @@ class GpuHostPoolSpec(_Model):
         """Pools that hold hosts taken from on-demand: spot, runpod, then contracts in spec order."""
         pools = []
         if self.pools.spot is not None:
-            pools.append(TargetPool("spot", "spot", self.pools.spot.aggregate or "", self.pools.spot.hosts))
+            pools.append(TargetPool(SPOT, "spot", self.pools.spot.aggregate or "", self.pools.spot.hosts))
         if self.pools.runpod is not None:
             pools.append(
-                TargetPool("runpod", "runpod", self.pools.runpod.aggregate or "", self.pools.runpod.hosts)
+                TargetPool(RUNPOD, "runpod", self.pools.runpod.aggregate or "", self.pools.runpod.hosts)
             )
         for contract in self.pools.contracts:
             pools.append(
-                TargetPool(f"contract:{contract.aggregate}", "contract", contract.aggregate, contract.hosts)
+                TargetPool(contract_label(contract.aggregate), "contract", contract.aggregate, contract.hosts)
             )
         return pools
 
     def managed_aggregates(self) -> list[ManagedAggregate]:
         """Every aggregate this spec manages, with its role and where the spec names it."""
         managed = [
-            ManagedAggregate(name, "onDemand", "onDemand", f"onDemand.aggregates[{i}]")
+            ManagedAggregate(name, "onDemand", ON_DEMAND, f"onDemand.aggregates[{i}]")
             for i, name in enumerate(self.on_demand_aggregates())
         ]
         if self.pools.spot is not None:
             managed.append(
-                ManagedAggregate(self.pools.spot.aggregate or "", "spot", "spot", "pools.spot.aggregate")
+                ManagedAggregate(self.pools.spot.aggregate or "", "spot", SPOT, "pools.spot.aggregate")
             )
         if self.pools.runpod is not None:
             managed.append(
                 ManagedAggregate(
-                    self.pools.runpod.aggregate or "", "runpod", "runpod", "pools.runpod.aggregate"
+                    self.pools.runpod.aggregate or "", "runpod", RUNPOD, "pools.runpod.aggregate"
                 )
             )
         for i, contract in enumerate(self.pools.contracts):
@@ -239,11 +244,15 @@ class GpuHostPoolSpec(_Model):
                 ManagedAggregate(
                     contract.aggregate,
                     "contract",
-                    f"contract:{contract.aggregate}",
+                    contract_label(contract.aggregate),
                     f"pools.contracts[{i}].aggregate",
                 )
             )
         return managed
+
+    def managed_names(self) -> set[str]:
+        """The names of every aggregate this spec manages."""
+        return {m.name for m in self.managed_aggregates()}
 
     def move_pool(self, source: str, target: str) -> str | None:
         """The pool a move serves: the side that is not on-demand (or the side still managed)."""
@@ -321,13 +330,14 @@ def _intents_that_do_not_fit(managed: list[ManagedAggregate]) -> list[str]:
 
 # -------------------------------------------------------------------------------------- status
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "Paused"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Condition(_Model):
     type: ConditionType = Field(
-        description="Ready (converged), Progressing (moving hosts) or Degraded (blocked)."
+        description="Ready (Nova matches the spec), Reconciling (working towards it), Stalled (waiting "
+        "for a person or a change in the cloud) or Paused (spec.paused, spec.dryRun or a kill switch)."
     )
     status: ConditionStatus = Field(description='"True", "False" or "Unknown".')
     reason: str = Field(default="", description="Machine-readable CamelCase reason for the last transition.")
@@ -335,12 +345,16 @@ class Condition(_Model):
     last_transition_time: str | None = Field(
         default=None, description="When the status last changed (RFC 3339, UTC)."
     )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the condition was set for."
+    )
 
 
 class PoolStatus(_Model):
     aggregate: str = Field(description="Nova host aggregate of the pool.")
     desired: int = Field(description="Hosts the spec asks for.")
     current: int = Field(description="Hosts in the aggregate now.")
+    moving: int = Field(default=0, description="Moves into or out of the pool under way.")
     hosts: list[str] = Field(default_factory=list, description="Hosts in the aggregate now, sorted.")
 
 
@@ -359,6 +373,12 @@ class PoolsStatus(_Model):
         default_factory=list, description="The contract pools, in spec order."
     )
     on_demand: OnDemandStatus = Field(default_factory=OnDemandStatus, description="The on-demand reservoir.")
+
+
+class HostCounts(_Model):
+    desired: int = Field(default=0, description="Hosts the spec asks for, over spot, runpod and contracts.")
+    current: int = Field(default=0, description="Hosts those pools hold now.")
+    moving: int = Field(default=0, description="Moves into or out of those pools under way.")
 
 
 class InFlightMove(_Model):
@@ -415,8 +435,14 @@ class GpuHostPoolStatus(_Model):
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing and Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled and Paused (one of each).",
+        # Keyed by type, as metav1.Condition lists are: server-side apply merges them per type.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     pools: PoolsStatus = Field(default_factory=PoolsStatus, description="What each pool holds now.")
+    total: HostCounts = Field(default_factory=HostCounts, description="Spot, runpod and contracts together.")
     in_flight: list[InFlightMove] = Field(default_factory=list, description="Moves under way.")
     planned_moves: list[PlannedMove] = Field(
         default_factory=list, description="Moves the plan would make (dry run only)."
@@ -552,10 +578,11 @@ def _documents(text: str) -> list[tuple[yaml.Node, Any]]:
     """(node, data) for each document: the nodes know the lines the data came from."""
     loader = yaml.SafeLoader(text)
     try:
-        found = []
+        found: list[tuple[yaml.Node, Any]] = []
         while loader.check_node():
             node = loader.get_node()
-            found.append((node, loader.construct_document(node)))
+            if node is not None:
+                found.append((node, loader.construct_document(node)))
         return found
     finally:
         loader.dispose()

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 import yaml
 
+from .model import Outcome
+
 EXIT_CONVERGED = 0
 EXIT_ERROR = 1
 EXIT_BLOCKED = 2
@@ -32,7 +34,7 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits 64 (2 means "blocked" for gpupool)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message}\n")
 
@@ -144,11 +146,11 @@ def _add_run(subparsers) -> None:
 
 
 def _run_operator(args) -> int:
-    from . import handlers  # kopf is imported only when the operator runs
+    from . import process  # kopf is imported only when the operator runs
     from .kube import KubeConfigError
 
     try:
-        return handlers.run(args)
+        return process.run(args)
     except KubeConfigError as exc:
         raise UserError(str(exc)) from None
 
@@ -403,25 +405,23 @@ def _conflicts(pools, args) -> dict[str, str]:
 
 
 def _conflict_status(message: str) -> dict:
-    from .status import merge_conditions, summary, timestamp
-
-    conditions = merge_conditions(
-        None,
-        [
-            ("Ready", "False", "Conflict", message),
-            ("Progressing", "False", "Conflict", "nothing moves until this is fixed"),
-            ("Degraded", "True", "Conflict", message),
-        ],
-        timestamp(time.time()),
+    return _verdict_status(
+        "Conflict", message, blockers=[{"pool": "-", "reason": "Conflict", "message": message}]
     )
-    status = {
-        "inFlight": [],
-        "lastMoves": [],
-        "blockers": [{"pool": "-", "reason": "Conflict", "message": message}],
-        "conditions": conditions,
-    }
-    status["summary"] = summary(status)
-    return status
+
+
+def _verdict_status(reason: str, message: str, previous: dict | None = None, blockers=None) -> dict:
+    """The status of a spec no pass ran for: the same verdicts as the operator's (status.verdict)."""
+    from .api import BlockerStatus
+    from .status import verdict, verdict_status, wire
+
+    status = verdict_status(
+        verdict(reason, message),
+        now=time.time(),
+        previous=previous,
+        blockers=[BlockerStatus.model_validate(b) for b in blockers] if blockers is not None else None,
+    )
+    return wire(status)
 
 
 def _render(docs: list[dict], output: str) -> str:
@@ -449,9 +449,10 @@ def _neighbours(pools, args, conflicts) -> dict:
 
 def _plan(args) -> int:
     """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
+    from .model import PassReport
     from .planner import plan
-    from .reconciler import PassReport, recover_in_flight
-    from .status import build_status
+    from .reconciler import recover_in_flight
+    from .status import build_status, wire
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
@@ -474,7 +475,7 @@ def _plan(args) -> int:
                 dry_run=True,
                 finished=True,
             )
-            status = build_status(report, now=time.time())
+            status = wire(build_status(report, now=time.time()))
             # What a plan says is in plannedMoves and blockers; conditions describe a resource's
             # live state (and would call this a dry run), so a plan has none.
             status.pop("conditions", None)
@@ -526,7 +527,7 @@ def _reconcile(args) -> int:
     from .movelock import MoveLock
     from .reconciler import Reconciler
     from .report import Progress
-    from .status import build_status
+    from .status import build_status, wire
 
     pools = _load_pools(args.filename)
     conflicts = _conflicts(pools, args)
@@ -568,7 +569,7 @@ def _reconcile(args) -> int:
                         snapshot=snapshot,
                         neighbours=neighbours[pool.name],
                     )
-                    status = build_status(report, now=time.time(), previous=status)
+                    status = wire(build_status(report, now=time.time(), previous=status))
                     attention |= bool(report.needs_attention)
                     converged = report.converged
                     if report.stopped is not None:
@@ -576,7 +577,9 @@ def _reconcile(args) -> int:
                         break
                     if converged or report.paused or report.dry_run or report.breaker is not None:
                         break
-                    progressed = any(str(r.outcome) in ("Moved", "RolledBack") for r in report.results)
+                    progressed = any(
+                        r.outcome in (Outcome.MOVED, Outcome.ROLLED_BACK) for r in report.results
+                    )
                     if not progressed:
                         break
                 progress.done(status)
@@ -614,46 +617,15 @@ def _confirmed(pool, cloud, neighbours, args) -> bool:
 
 
 def _refused_status() -> dict:
-    from .status import merge_conditions, summary, timestamp
-
-    message = "not confirmed at the prompt; nothing moved (pass --yes to skip the question)"
-    status = {
-        "conditions": merge_conditions(
-            None,
-            [
-                ("Ready", "False", "NotConfirmed", message),
-                ("Progressing", "False", "NotConfirmed", message),
-                ("Degraded", "False", "NotConfirmed", message),
-            ],
-            timestamp(time.time()),
-        ),
-        "inFlight": [],
-        "lastMoves": [],
-        "blockers": [],
-    }
-    status["summary"] = summary(status)
-    return status
+    return _verdict_status(
+        "NotConfirmed", "not confirmed at the prompt; nothing moved (pass --yes to skip the question)"
+    )
 
 
 def _waiting_status(previous: dict | None) -> dict:
-    from .status import merge_conditions, summary, timestamp
-
-    message = "another gpupool process is moving hosts on this cloud; nothing moved"
-    status = dict(previous or {})
-    status["conditions"] = merge_conditions(
-        status.get("conditions"),
-        [
-            ("Ready", "False", "OtherProcessMoving", message),
-            ("Progressing", "False", "OtherProcessMoving", message),
-            ("Degraded", "False", "OtherProcessMoving", message),
-        ],
-        timestamp(time.time()),
+    return _verdict_status(
+        "OtherProcessMoving", "another gpupool process is moving hosts on this cloud; nothing moved", previous
     )
-    status.setdefault("inFlight", [])
-    status.setdefault("lastMoves", [])
-    status.setdefault("blockers", [])
-    status["summary"] = summary(status)
-    return status
 
 
 def _common() -> argparse.ArgumentParser:
@@ -693,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # keystoneauth warns about version discovery before our own error says it better.
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
-    from .cloud import CloudError
+    from .errors import CloudError
 
     try:
         return int(args.handler(args) or 0)

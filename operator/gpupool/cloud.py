@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,8 +22,20 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
-from .intent import STOP_AGGREGATE, stop_reason
-from .inventory import Aggregate, Host, HostNow, Snapshot
+from . import novajson
+from .errors import (
+    AlreadyAMember,
+    CloudAuthError,
+    CloudConfigError,
+    CloudUnreachable,
+    Conflict,
+    HostNotInAggregate,
+    NotAMember,
+    NotFound,
+    nova_error,
+)
+from .intent import stop_reason
+from .model import Aggregate, Host, HostNow, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +52,7 @@ SERVICE_UPDATE_MICROVERSION = "2.53"
 # Placement's allocations of a resource provider exist since 1.0; nothing we read changed since.
 PLACEMENT_MICROVERSION = "1.0"
 
-_ALREADY_IN_AGGREGATE = re.compile(r"already has host", re.IGNORECASE)
-_NOT_IN_AGGREGATE = re.compile(r"Cannot remove host .* in aggregate", re.IGNORECASE)
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-
-
-class CloudError(Exception):
-    """Something about the cloud went wrong. The message says what, and what to do."""
-
-
-class CloudConfigError(CloudError):
-    """The clouds.yaml entry is missing or unusable."""
-
-
-class CloudAuthError(CloudError):
-    """Keystone refused the credentials."""
-
-
-class CloudUnreachable(CloudError):
-    """The cloud did not answer, even after retries."""
-
-
-class NovaRequestError(CloudError):
-    """Nova refused a request in a way that is not an idempotent 'already done'."""
-
-    def __init__(self, message: str, status_code: int | None = None, attempts: int = 1):
-        super().__init__(message)
-        self.status_code = status_code
-        self.attempts = attempts  # how many times it was sent: after a retry, "done" may be our own doing
-
-
-class HostNotInAggregate(CloudError):
-    """The host was not in the aggregate we were removing it from, at the first try: someone else
-    changed its membership since we looked."""
 
 
 class RetryPolicy:
@@ -178,9 +157,7 @@ class Cloud:
                         "(check region_name and interface in clouds.yaml)"
                     ) from None
                 if not _is_transient(exc):
-                    raise NovaRequestError(
-                        f"{what}: {_details(exc)}", _status_code(exc), attempt + 1
-                    ) from None
+                    raise nova_error(f"{what}: {_details(exc)}", _status_code(exc), attempt + 1) from None
                 last = exc
                 delay = self._retry.delay(attempt)
                 log.info("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
@@ -191,9 +168,10 @@ class Cloud:
                 f"{what}: cloud {self.cloud_name!r} did not answer after {self._retry.attempts} attempts "
                 f"({_brief(last)}); check auth_url ({self._auth_url()}) in clouds.yaml and the network"
             ) from None
-        raise NovaRequestError(
+        raise nova_error(
             f"{what}: still failing after {self._retry.attempts} attempts: {_details(last)}",
             _status_code(last),
+            self._retry.attempts,
         ) from None
 
     def _get_json(self, path: str, microversion: str | None = None) -> dict[str, Any]:
@@ -208,12 +186,7 @@ class Cloud:
         body = self._call(
             "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
         )
-        found = {
-            agg["name"]: Aggregate(int(agg["id"]), agg["name"], frozenset(), dict(agg.get("metadata") or {}))
-            for agg in body.get("aggregates", [])
-            if agg.get("name") == STOP_AGGREGATE
-        }
-        return stop_reason(found)
+        return stop_reason(novajson.aggregates(body))
 
     def snapshot(self) -> Snapshot:
         """Aggregates, nova-compute hosts and their instance counts: three Nova requests.
@@ -232,30 +205,8 @@ class Cloud:
             ),
         )
         counts, nodes = self._call("count instances per host", self._instance_counts)
-        hosts = {}
-        for service in services.get("services", []):
-            name = service["host"]
-            hosts[name] = Host(
-                name=name,
-                service_id=str(service["id"]),
-                state=service.get("state") or "down",
-                status=service.get("status") or "disabled",
-                disabled_reason=service.get("disabled_reason"),
-                instances=counts.get(name),
-                hypervisor_id=nodes.get(name),
-            )
         return Snapshot(
-            aggregates={
-                agg["name"]: Aggregate(
-                    id=int(agg["id"]),
-                    name=agg["name"],
-                    hosts=frozenset(agg.get("hosts") or ()),
-                    metadata=dict(agg.get("metadata") or {}),
-                    created_at=agg.get("created_at"),
-                )
-                for agg in aggregates.get("aggregates", [])
-            },
-            hosts=hosts,
+            aggregates=novajson.aggregates(aggregates), hosts=novajson.hosts(services, counts, nodes)
         )
 
     def aggregates_holding(self, host: str) -> frozenset[str]:
@@ -263,23 +214,21 @@ class Cloud:
         body = self._call(
             "list aggregates", lambda: self._get_json("/os-aggregates", microversion=AGGREGATE_MICROVERSION)
         )
-        return frozenset(
-            agg["name"] for agg in body.get("aggregates", []) if host in (agg.get("hosts") or ())
-        )
+        return frozenset(name for name, agg in novajson.aggregates(body).items() if host in agg.hosts)
 
     def _instance_counts(self) -> tuple[dict[str, int], dict[str, str]]:
         """({host: instances}, {host: compute node uuid}) from the hypervisor list."""
         counts: dict[str, int] = {}
         nodes: dict[str, str] = {}
-        path = "/os-hypervisors/detail"
+        path: str | None = "/os-hypervisors/detail"
         while path:
-            body = self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
-            for hypervisor in body.get("hypervisors", []):
-                host = (hypervisor.get("service") or {}).get("host")
-                if host is not None:
-                    counts[host] = counts.get(host, 0) + int(hypervisor.get("running_vms") or 0)
-                    nodes.setdefault(host, str(hypervisor["id"]))
-            path = _next_link(body.get("hypervisors_links"))
+            page_counts, page_nodes, path = novajson.hypervisor_page(
+                self._get_json(path, microversion=HYPERVISOR_COUNTS_MICROVERSION)
+            )
+            for host, running in page_counts.items():
+                counts[host] = counts.get(host, 0) + running
+            for host, node in page_nodes.items():
+                nodes.setdefault(host, node)
         return counts, nodes
 
     def host_now(self, host: Host) -> HostNow:
@@ -296,15 +245,8 @@ class Cloud:
             body = self._get_json(
                 f"/os-hypervisors/{quote(host.hypervisor_id or '')}?with_servers=true",
                 microversion=HYPERVISOR_COUNTS_MICROVERSION,
-            )["hypervisor"]
-            servers = body.get("servers") or []
-            return HostNow(
-                name=host.name,
-                status=body.get("status") or "disabled",
-                state=body.get("state") or "down",
-                disabled_reason=(body.get("service") or {}).get("disabled_reason"),
-                servers=tuple(str(s.get("uuid") or s.get("name")) for s in servers),
             )
+            return novajson.host_now_from_hypervisor(host.name, body)
 
         return self._call(f"read {host.name} and its instances", read)
 
@@ -313,18 +255,10 @@ class Cloud:
             f"/os-services?binary={COMPUTE_BINARY}&host={quote(host.name)}",
             microversion=SERVICE_UPDATE_MICROVERSION,
         )
-        service = next(iter(body.get("services") or ()), None)
-        if service is None:
-            raise NovaRequestError(
-                f"read the service of {host.name}: Nova lists no nova-compute service", 404
-            )
-        return HostNow(
-            name=host.name,
-            status=service.get("status") or "disabled",
-            state=service.get("state") or "down",
-            disabled_reason=service.get("disabled_reason"),
-            servers=None,
-        )
+        now = novajson.host_now_from_services(host.name, body)
+        if now is None:
+            raise NotFound(f"read the service of {host.name}: Nova lists no nova-compute service", 404)
+        return now
 
     def claims_on(self, host: Host) -> tuple[str, ...]:
         """Consumers holding resources on the host in Placement: instances, builds, migrations.
@@ -343,7 +277,7 @@ class Cloud:
                 microversion=PLACEMENT_MICROVERSION,
             )
             sdk_exceptions.raise_from_response(response)
-            return tuple(sorted((response.json().get("allocations") or {}).keys()))
+            return novajson.consumers(response.json())
 
         return self._call(f"read the Placement allocations of {host.name}", read)
 
@@ -388,12 +322,10 @@ class Cloud:
                 f"remove {host} from {aggregate.name}",
                 lambda: self._aggregate_action(aggregate, {"remove_host": {"host": host}}),
             )
-        except NovaRequestError as exc:
-            if exc.status_code == 404 and _NOT_IN_AGGREGATE.search(str(exc)):
-                if expect_member and exc.attempts == 1:
-                    raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more") from None
-                return None
-            raise
+        except NotAMember as exc:
+            if expect_member and exc.attempts == 1:
+                raise HostNotInAggregate(f"{host} is not in {aggregate.name} any more") from None
+            return None
         return answer
 
     def add_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
@@ -406,10 +338,8 @@ class Cloud:
                 f"add {host} to {aggregate.name}",
                 lambda: self._aggregate_action(aggregate, {"add_host": {"host": host}}),
             )
-        except NovaRequestError as exc:
-            if exc.status_code == 409 and _ALREADY_IN_AGGREGATE.search(str(exc)):
-                return None
-            raise
+        except AlreadyAMember:
+            return None
         return answer
 
     def _aggregate_action(self, aggregate: Aggregate, body: dict) -> frozenset[str] | None:
@@ -419,8 +349,7 @@ class Cloud:
             f"/os-aggregates/{aggregate.id}/action", json=body, microversion=AGGREGATE_MICROVERSION
         )
         _checked(response)
-        hosts = (response.json().get("aggregate") or {}).get("hosts")
-        return frozenset(hosts) if hosts is not None else None
+        return novajson.aggregate_members(response.json())
 
     def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
         self._call(
@@ -433,21 +362,12 @@ class Cloud:
 
         def read() -> Aggregate:
             body = self._get_json(f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION)
-            agg = body["aggregate"]
-            return Aggregate(
-                int(agg["id"]),
-                agg["name"],
-                frozenset(agg.get("hosts") or ()),
-                dict(agg.get("metadata") or {}),
-                agg.get("created_at"),
-            )
+            return novajson.aggregate(body["aggregate"])
 
         try:
             return self._call(f"read aggregate {aggregate.name}", read)
-        except NovaRequestError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     def create_aggregate(self, name: str) -> Aggregate | None:
         """Create an empty aggregate; None when one of that name exists (Nova keeps names unique)."""
@@ -457,15 +377,12 @@ class Cloud:
                 "/os-aggregates", json={"aggregate": {"name": name}}, microversion=AGGREGATE_MICROVERSION
             )
             _checked(response)
-            body = response.json()["aggregate"]
-            return Aggregate(int(body["id"]), body["name"], frozenset(), dict(body.get("metadata") or {}))
+            return novajson.aggregate(response.json()["aggregate"])
 
         try:
             return self._call(f"create aggregate {name}", create)
-        except NovaRequestError as exc:
-            if exc.status_code == 409:
-                return None
-            raise
+        except Conflict:
+            return None
 
     def delete_aggregate(self, aggregate: Aggregate) -> bool:
         """Delete an aggregate by id; False when it was gone already."""
@@ -479,25 +396,13 @@ class Cloud:
 
         try:
             self._call(f"delete aggregate {aggregate.name}", delete)
-        except NovaRequestError as exc:
-            if exc.status_code == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
 
 def _checked(response) -> None:
     sdk_exceptions.raise_from_response(response)
-
-
-def _next_link(links: list[dict[str, str]] | None) -> str | None:
-    for link in links or ():
-        if link.get("rel") == "next":
-            href = link["href"]
-            # The link is absolute; the adapter wants the path below the compute endpoint.
-            index = href.find("/os-hypervisors")
-            return href[index:] if index >= 0 else None
-    return None
 
 
 def _brief(exc: BaseException) -> str:

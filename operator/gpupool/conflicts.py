@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .api import GpuHostPoolSpec
-from .planner import Neighbours
+from .model import Neighbours
 
 
 def find_conflicts(pools: Iterable[tuple[str, str, GpuHostPoolSpec]]) -> dict[str, str]:

@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import GpuHostPoolSpec, SpecError, parse_pool
-from .cloud import Cloud, CloudError
 from .conflicts import find_conflicts, neighbours_of
-from .inventory import Snapshot
-from .kube import Kube
+from .errors import CloudError
+from .model import Neighbours, Outcome, Snapshot
 from .movelock import FencedCloud, MoveLock
-from .mover import Outcome
-from .planner import Neighbours
+from .ports import ClosableCloud, CloudPort, KubePort
 from .publisher import Mailbox, StatusPublisher
-from .reconciler import Reconciler, has_work, managed_aggregates, orphan_moves, roll_back_orphans
+from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
 
 log = logging.getLogger(__name__)
 # After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
@@ -107,10 +105,11 @@ class Leadership(Protocol):
 
 @dataclass
 class Controller:
-    kube: Kube
+    kube: KubePort
     leadership: Leadership
+    # A connection to the named cloud (process.py passes cloud.Cloud; the unit tests a fake).
+    cloud_factory: Callable[[str], ClosableCloud]
     interval_s: float = 60.0
-    cloud_factory: Callable[[str], Cloud] = Cloud
     identity: str = "gpupool operator"
     # The operator's own kill switch: while this ConfigMap exists, no move starts on any cloud.
     kill_switch_ref: tuple[str, str] | None = None  # (namespace, name)
@@ -119,7 +118,7 @@ class Controller:
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     _changed: set[str] = field(default_factory=set)
-    _clouds: dict[str, Cloud] = field(default_factory=dict)
+    _clouds: dict[str, ClosableCloud] = field(default_factory=dict)
     _locks: dict[str, MoveLock] = field(default_factory=dict)
     _config_stamps: dict[str, tuple | None] = field(default_factory=dict)
     _mail: dict[str, Mailbox] = field(default_factory=dict)
@@ -133,6 +132,15 @@ class Controller:
             with self._lock:
                 self._changed.add(name)
         self.wake.set()
+
+    def seen(self, body: dict) -> None:
+        """A resource was created or its spec changed: its status says so at once, before any Nova
+        work (only the leader writes; a round in progress for other resources does not delay it)."""
+        if not self.leadership.leading.is_set():
+            return
+        view = parse(body)
+        if view.spec is not None and not view.deleting:
+            self._publisher(view).seen()
 
     def kill_switch(self) -> str | None:
         """Why the operator's kill switch stops all moves, or None. Read at most every 2 s (a pass
@@ -192,8 +200,11 @@ class Controller:
         valid = [
             v for v in views if v.spec is not None and not (v.deleting and v.spec.deletion_policy == "Retain")
         ]
+        for view in valid:
+            if not view.deleting:
+                self._publisher(view).seen()  # a generation the handlers' write did not reach yet
         conflicts = find_conflicts(
-            [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid]
+            [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid if v.spec]
         )
         by_cloud: dict[str, list[PoolView]] = {}
         for view in valid:
@@ -223,7 +234,7 @@ class Controller:
         specs = {v.name: v.effective_spec() for v in group}
         entries = [(name, spec) for name, spec in specs.items()]
         neighbours = {name: neighbours_of(name, entries) for name in specs}
-        managed = set().union(*(managed_aggregates(spec) for spec in specs.values()))
+        managed = set().union(*(spec.managed_names() for spec in specs.values()))
         orphans = orphan_moves(snapshot, managed)
         working = [v for v in group if has_work(specs[v.name], snapshot, neighbours[v.name])]
         if self.kill_switch() is not None:
@@ -262,14 +273,22 @@ class Controller:
             return 5.0 if waiting else self.interval_s
         with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"pass-{cloud_name}") as pool:
             busy = list(
-                pool.map(lambda v: self._pass(cloud, snapshot, v, specs[v.name], neighbours[v.name]), group)
+                pool.map(
+                    lambda v: self._pass(cloud, lock, snapshot, v, specs[v.name], neighbours[v.name]), group
+                )
             )
         if not any(busy) and not waiting:
             lock.release()
         return 0.0 if any(busy) else (5.0 if waiting else self.interval_s)
 
     def _pass(
-        self, cloud: Cloud, snapshot: Snapshot, view: PoolView, spec: GpuHostPoolSpec, neighbours: Neighbours
+        self,
+        cloud: CloudPort,
+        lock: MoveLock,
+        snapshot: Snapshot,
+        view: PoolView,
+        spec: GpuHostPoolSpec,
+        neighbours: Neighbours,
     ) -> bool:
         """One resource's pass; True when another round should follow at once. Whatever goes wrong
         stays with this resource: the others' passes in the round run on."""
@@ -282,7 +301,7 @@ class Controller:
 
         started = time.monotonic()
         try:
-            report = Reconciler(cloud, fence=self._move_lock(cloud.cloud_name, cloud).fence).reconcile(
+            report = Reconciler(cloud, fence=lock.fence).reconcile(
                 spec,
                 on_report=publisher.update,
                 snapshot=snapshot,
@@ -315,7 +334,7 @@ class Controller:
         mailbox = self._mail.setdefault(view.name, Mailbox())
         return StatusPublisher(self.kube, view.body, mailbox, may_write=self.leadership.leading.is_set)
 
-    def _cloud(self, name: str) -> Cloud:
+    def _cloud(self, name: str) -> ClosableCloud:
         """The connection to a cloud; a new one when clouds.yaml changed (a rotated credentials
         Secret is picked up within a round, without a restart)."""
         stamp = _config_stamp()
@@ -329,7 +348,7 @@ class Controller:
             self._config_stamps[name] = stamp
         return cloud
 
-    def _move_lock(self, name: str, cloud: Cloud) -> MoveLock:
+    def _move_lock(self, name: str, cloud: CloudPort) -> MoveLock:
         lock = self._locks.get(name)
         if lock is None:
             lock = self._locks[name] = MoveLock(cloud, self.identity, ttl_s=self.lock_ttl_s)

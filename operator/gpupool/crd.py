@@ -22,10 +22,8 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KIND, VERSION, GpuHostPoolSpec, GpuHostPoolStatus
+from .api import GROUP, KIND, PLURAL, SINGULAR, VERSION, GpuHostPoolSpec, GpuHostPoolStatus
 
-PLURAL = "gpuhostpools"
-SINGULAR = "gpuhostpool"
 NAME = f"{PLURAL}.{GROUP}"
 MANIFEST = Path(__file__).resolve().parents[2] / "crds" / f"{NAME}.yaml"
 
@@ -128,7 +126,7 @@ def _printer_columns() -> list[dict[str, Any]]:
     def column(
         name: str, path: str, description: str, priority: int = 0, kind: str = "string"
     ) -> dict[str, Any]:
-        entry = {"name": name, "type": kind, "jsonPath": path, "description": description}
+        entry: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path, "description": description}
         if priority:
             entry["priority"] = priority
         return entry

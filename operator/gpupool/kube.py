@@ -12,11 +12,14 @@ import logging
 import os
 import re
 import uuid
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client import ApiException
 
-GROUP, VERSION, PLURAL, KIND = "gpupool.io", "v1alpha1", "gpuhostpools", "GpuHostPool"
+from .api import GROUP, KIND, PLURAL, VERSION
+from .errors import StatusConflict
+
 # Every request: (connect, read) seconds. An API server that stops answering on an open
 # connection costs a request at most this long, never a thread for good.
 TIMEOUT = (5, 30)
@@ -54,10 +57,6 @@ def load_config() -> None:
         ) from None
 
 
-class StatusConflict(Exception):
-    """The resource changed since we read it (another writer, e.g. a new leader): re-read, rebuild."""
-
-
 class Kube:
     def __init__(self, identity: str | None = None):
         config = kubernetes.client.Configuration.get_default_copy()
@@ -70,16 +69,16 @@ class Kube:
 
     # -- GpuHostPools -----------------------------------------------------------------------
 
-    def list_pools(self) -> list[dict]:
-        return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT)[
-            "items"
-        ]
+    def list_pools(self) -> list[dict[str, Any]]:
+        answer = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT)
+        return cast(dict[str, Any], answer)["items"]
 
-    def get_pool(self, name: str) -> dict | None:
+    def get_pool(self, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_cluster_custom_object(
+            answer = self.custom.get_cluster_custom_object(
                 GROUP, VERSION, PLURAL, name, _request_timeout=TIMEOUT
             )
+            return cast(dict[str, Any], answer)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -104,7 +103,7 @@ class Kube:
             if exc.status == 409:
                 raise StatusConflict(name) from None
             raise
-        return (answer.get("metadata") or {}).get("resourceVersion")
+        return (cast(dict[str, Any], answer).get("metadata") or {}).get("resourceVersion")
 
     # -- the operator's kill switch -----------------------------------------------------------
 

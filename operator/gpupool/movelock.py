@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .cloud import Cloud, CloudError
+from .errors import CloudError, Fenced
 from .intent import LOCK_AGGREGATE
-from .inventory import Aggregate, Snapshot
+from .model import Aggregate, Host, HostNow, Snapshot
+from .ports import CloudPort
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,12 @@ def holder_of(aggregate: Aggregate) -> Holder:
     )
 
 
-class Fenced(CloudError):
-    """This process may no longer write: it lost the cloud's move lock (or cannot prove it holds it)."""
-
-
 class MoveLock:
     """This process's hold on one cloud's move lock, and the fence before each of its writes."""
 
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         who: str,
         *,
         ttl_s: float = TTL_S,
@@ -98,7 +95,7 @@ class MoveLock:
         self._proved_at = float("-inf")  # time.monotonic() of the last claim Nova took from us
         self.lost: str | None = None  # why this process was fenced off, once it was
 
-    def use(self, cloud: Cloud) -> None:
+    def use(self, cloud: CloudPort) -> None:
         """Talk to the cloud through this connection from now on (the old one was closed)."""
         with self._lock:
             self._cloud = cloud
@@ -296,21 +293,61 @@ class FencedCloud:
     Reads go straight through. A write the fence refuses raises Fenced before anything is sent.
     """
 
-    _WRITES = frozenset(
-        {"disable_service", "enable_service", "remove_host", "add_host", "set_aggregate_metadata"}
-    )
-
-    def __init__(self, cloud: Cloud, fence: Callable[[], None]):
+    def __init__(self, cloud: CloudPort, fence: Callable[[], None]):
         self._cloud = cloud
         self._fence = fence
 
-    def __getattr__(self, name: str):
-        attribute = getattr(self._cloud, name)
-        if name not in self._WRITES:
-            return attribute
+    # -- reads --------------------------------------------------------------------------------
 
-        def fenced(*args, **kwargs):
-            self._fence()
-            return attribute(*args, **kwargs)
+    @property
+    def cloud_name(self) -> str:
+        return self._cloud.cloud_name
 
-        return fenced
+    def snapshot(self) -> Snapshot:
+        return self._cloud.snapshot()
+
+    def stop_reason(self) -> str | None:
+        return self._cloud.stop_reason()
+
+    def host_now(self, host: Host) -> HostNow:
+        return self._cloud.host_now(host)
+
+    def claims_on(self, host: Host) -> tuple[str, ...]:
+        return self._cloud.claims_on(host)
+
+    def aggregates_holding(self, host: str) -> frozenset[str]:
+        return self._cloud.aggregates_holding(host)
+
+    def get_aggregate(self, aggregate: Aggregate) -> Aggregate | None:
+        return self._cloud.get_aggregate(aggregate)
+
+    # -- writes: fenced -----------------------------------------------------------------------
+
+    def disable_service(self, host: Host, reason: str) -> None:
+        self._fence()
+        self._cloud.disable_service(host, reason)
+
+    def enable_service(self, host: Host) -> None:
+        self._fence()
+        self._cloud.enable_service(host)
+
+    def remove_host(
+        self, aggregate: Aggregate, host: str, *, expect_member: bool = False
+    ) -> frozenset[str] | None:
+        self._fence()
+        return self._cloud.remove_host(aggregate, host, expect_member=expect_member)
+
+    def add_host(self, aggregate: Aggregate, host: str) -> frozenset[str] | None:
+        self._fence()
+        return self._cloud.add_host(aggregate, host)
+
+    def set_aggregate_metadata(self, aggregate: Aggregate, metadata: dict[str, str | None]) -> None:
+        self._fence()
+        self._cloud.set_aggregate_metadata(aggregate, metadata)
+
+    # The lock's own aggregate is not a move's: creating or deleting it is the lock's business.
+    def create_aggregate(self, name: str) -> Aggregate | None:
+        return self._cloud.create_aggregate(name)
+
+    def delete_aggregate(self, aggregate: Aggregate) -> bool:
+        return self._cloud.delete_aggregate(aggregate)

@@ -18,82 +18,29 @@ disabled or re-labelled a host keeps it as they set it.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Literal
 
-from .cloud import Cloud, CloudError, HostNotInAggregate, NovaRequestError
+from .errors import CloudError, Fenced, HostNotInAggregate, NotFound, NovaRequestError
 from .intent import MoveIntent, new_move_id, parse_reason
-from .inventory import Aggregate, Host, HostNow, Snapshot
-from .movelock import Fenced
-from .planner import Move, position
+from .model import (
+    Aggregate,
+    Host,
+    HostNow,
+    Move,
+    MoveResult,
+    Observed,
+    Outcome,
+    ProgressCallback,
+    Snapshot,
+    Step,
+)
+from .planner import position
+from .ports import CloudPort
 
 log = logging.getLogger(__name__)
-
-
-class Step(enum.StrEnum):
-    CHECK = "Check"
-    DISABLE = "Disable"
-    VERIFY_EMPTY = "VerifyEmpty"
-    REMOVE = "RemoveFromSource"
-    ADD = "AddToTarget"
-    CONFIRM = "Confirm"
-    ENABLE = "Enable"
-    # Rolling a move back.
-    LEAVE_TARGET = "LeaveTarget"
-    RETURN_TO_SOURCE = "ReturnToSource"
-
-
-class Outcome(enum.StrEnum):
-    MOVED = "Moved"
-    # A half-done move the plan no longer needs: the host is back in its source, enabled.
-    ROLLED_BACK = "RolledBack"
-    # The host changed since the plan (disabled by someone, down, busy): not touched at all.
-    SKIPPED = "Skipped"
-    # Something claimed the host after it was disabled: enabled again where it was.
-    ABORTED = "Aborted"
-    # Nova refused a step: the host was put back (or, with `intent_left`, is left to the next pass).
-    FAILED = "Failed"
-    # Someone changed the host's reason (or enabled it) mid-move: left exactly as they set it.
-    INTERRUPTED = "Interrupted"
-    # In its target with an instance on it: left disabled with the intent, reported, checked again.
-    HELD = "Held"
-
-
-@dataclass(frozen=True)
-class Observed:
-    """An aggregate's hosts as Nova reported them in its answer to one of our steps."""
-
-    aggregate: str
-    hosts: frozenset[str]
-    at: float  # time.monotonic() when the answer arrived
-
-
-@dataclass(frozen=True)
-class MoveResult:
-    move: Move
-    outcome: Outcome
-    message: str
-    observed: tuple[Observed, ...] = ()
-    finished_at: float = field(default_factory=time.time)  # wall clock, for the status history
-    # The move was found half-done in Nova: another process (or a killed run) began it.
-    resumed: bool = False
-    # gpupool's intent is still on the host's service: the move is not over (the next pass resumes it).
-    intent_left: bool = False
-    # Where the host ended up: "source", "target", or None when unknown or in neither.
-    location: Literal["source", "target"] | None = None
-    # The host's service as last read (None: not read, or unknown after a failure).
-    now: HostNow | None = None
-    # An aggregate that refused a step for good (4xx): not asked again in this pass.
-    refused_by: str | None = None
-    # This process lost the cloud's move lock before a write: it stopped there, writing nothing.
-    fenced: bool = False
-
-
-ProgressCallback = Callable[[Move, Step], None]
 
 
 def is_resumed(move: Move, host: Host) -> bool:
@@ -118,7 +65,7 @@ def resume_step(move: Move, host: Host, snapshot: Snapshot) -> Step:
 class Mover:
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         *,
         allow_instances: bool = False,
         on_step: ProgressCallback | None = None,
@@ -313,11 +260,7 @@ class _Attempt:
             "move of %s from %s to %s failed at %s: %s", move.host, move.source, move.target, failed, error
         )
         refused_by = None
-        if (
-            isinstance(error, NovaRequestError)
-            and error.status_code is not None
-            and 400 <= error.status_code < 500
-        ):
+        if isinstance(error, NovaRequestError) and error.refused:
             refused_by = {Step.REMOVE: move.source, Step.ADD: move.target}.get(failed)  # type: ignore[arg-type]
         try:
             if failed is Step.ADD and self.target is not None:
@@ -426,9 +369,8 @@ class _Attempt:
         """After a failed add whose outcome is unknown: make sure the host is not in the target."""
         try:
             self.cloud.remove_host(target, self.move.host)
-        except NovaRequestError as exc:
-            if exc.status_code != 404:  # the target aggregate is gone: nothing to leave
-                raise
+        except NotFound:  # the target aggregate is gone: nothing to leave
+            pass
 
     def _check_not_moved_away(self) -> None:
         """Nova said the host had left its source already, after a retry: our first try may have

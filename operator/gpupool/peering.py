@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 from kubernetes.client import ApiException
 
@@ -150,7 +151,7 @@ class PeeringLeadership:
                 self._create_peering_object()
                 return None
             raise
-        return parse_records(body.get("status"))
+        return parse_records(cast(dict[str, Any], body).get("status"))
 
     def _create_peering_object(self) -> None:
         """kopf does not create it (manifests/peering.yaml does); create it when missing."""

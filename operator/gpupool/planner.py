@@ -30,98 +30,29 @@ from dataclasses import dataclass, field, replace
 
 from .api import GpuHostPoolSpec, TargetPool
 from .intent import origin_key, parse_reason, recorded_origins
-from .inventory import Snapshot
-
-ON_DEMAND = "onDemand"
-
-# Blocker reasons: machine-readable, CamelCase, stable (they end up in conditions).
-AGGREGATE_MISSING = "AggregateMissing"
-HOST_IN_SEVERAL_POOLS = "HostInSeveralPools"
-NOT_ENOUGH_MOVABLE_HOSTS = "NotEnoughMovableHosts"
-CANNOT_SHRINK = "CannotShrink"
-HOST_SHARED = "HostShared"
-AVAILABILITY_ZONE_CONFLICT = "AvailabilityZoneConflict"
-EXCLUDED_HOST_UNKNOWN = "ExcludedHostUnknown"
-AGGREGATE_REFUSED = "AggregateRefused"
-ON_DEMAND_FLOOR = "OnDemandFloor"
-TOO_MANY_MOVES = "TooManyMoves"
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """The other GpuHostPools on the same cloud: whose aggregates a host must not also sit in."""
-
-    me: str  # this resource's name, for messages
-    others: Mapping[str, str] = field(default_factory=dict)  # aggregate -> the resource managing it
-
-
-@dataclass(frozen=True)
-class OriginRecord:
-    """A metadata change on one aggregate that keeps a host's on-demand origin (value None: forget)."""
-
-    aggregate: str
-    key: str
-    value: str | None
-
-
-@dataclass(frozen=True)
-class Move:
-    host: str
-    source: str
-    target: str
-    pool: str  # "spot", "runpod", "contract:<aggregate>" or "onDemand"
-    # Set only when the origin record must change: a grow from another than the first on-demand
-    # aggregate (remember it), a shrink of a host that has one (forget it). Else no extra request.
-    origin: OriginRecord | None = None
-    # The move's id, as its intent in Nova carries it: set for a move found under way, and by the
-    # mover for a new one (it names the move's Events, whichever process finishes it).
-    move_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Blocker:
-    pool: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class PoolState:
-    """A pool as the snapshot shows it (moves in flight not counted)."""
-
-    label: str
-    aggregate: str
-    desired: int
-    current: int
-    hosts: tuple[str, ...] = ()
-    exists: bool = True
-
-
-@dataclass(frozen=True)
-class OnDemandState:
-    aggregates: tuple[str, ...]
-    hosts: int
-    movable: int
-
-
-@dataclass(frozen=True)
-class PoolsState:
-    spot: PoolState | None
-    runpod: PoolState | None
-    contracts: tuple[PoolState, ...]
-    on_demand: OnDemandState
-
-    def targets(self) -> list[PoolState]:
-        """Spot, runpod and contracts, in spec order."""
-        return [p for p in (self.spot, self.runpod) if p is not None] + list(self.contracts)
-
-
-@dataclass(frozen=True)
-class Plan:
-    moves: tuple[Move, ...]
-    blockers: tuple[Blocker, ...]
-    pools: PoolsState
-
+from .model import (
+    AGGREGATE_MISSING,
+    AGGREGATE_REFUSED,
+    AVAILABILITY_ZONE_CONFLICT,
+    CANNOT_SHRINK,
+    EXCLUDED_HOST_UNKNOWN,
+    HOST_IN_SEVERAL_POOLS,
+    HOST_SHARED,
+    NOT_ENOUGH_MOVABLE_HOSTS,
+    ON_DEMAND_FLOOR,
+    TOO_MANY_MOVES,
+    Blocker,
+    Move,
+    Neighbours,
+    OnDemandState,
+    OriginRecord,
+    Plan,
+    PoolsState,
+    PoolState,
+    Snapshot,
+    Triage,
+    is_contract_label,
+)
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -309,13 +240,13 @@ def plan(
         blockers.append(
             Blocker("-", EXCLUDED_HOST_UNKNOWN, "; ".join(unknown) + ". Nothing moves until then")
         )
-    for aggregate, answer in sorted(refusing.items()):
-        if aggregate in labels:
+    for refused, answer in sorted(refusing.items()):
+        if refused in labels:
             blockers.append(
                 Blocker(
-                    labels[aggregate],
+                    labels[refused],
                     AGGREGATE_REFUSED,
-                    f"Nova refused a move {'into or out of'} {aggregate}: {answer}; not tried again until the next round",
+                    f"Nova refused a move {'into or out of'} {refused}: {answer}; not tried again until the next round",
                 )
             )
 
@@ -348,9 +279,9 @@ def plan(
         else []
     )
     blockers.extend(shortfalls)
-    held_back = _guard_rails(spec, eventual, shortfalls, present, managed)
-    if held_back is not None:
-        reason, why = held_back
+    guard = _guard_rails(spec, eventual, shortfalls, present, managed)
+    if guard is not None:
+        reason, why = guard
         if reason == TOO_MANY_MOVES:
             blockers.append(Blocker("-", TOO_MANY_MOVES, why))
         else:  # said where the unreachable counts are explained
@@ -358,7 +289,7 @@ def plan(
                 replace(b, message=f"{b.message}. {why}") if b.reason in _UNREACHABLE else b for b in blockers
             ]
     budget = None if all_moves else max(0, spec.policy.max_concurrent_moves - len(in_flight))
-    moves = [] if unknown or held_back is not None else _schedule(pools, supply, budget)
+    moves = [] if unknown or guard is not None else _schedule(pools, supply, budget)
 
     listed = spec.on_demand_aggregates()
     return Plan(
@@ -366,17 +297,6 @@ def plan(
         blockers=tuple(blockers),
         pools=_pools_state(spec, snapshot, rules, supply),
     )
-
-
-@dataclass(frozen=True)
-class Triage:
-    """What to do with the half-done moves a pass found in Nova."""
-
-    finish: tuple[Move, ...]
-    roll_back: tuple[tuple[Move, str], ...]  # (move, why it is no longer needed)
-    # Someone put the host into another pool's aggregate mid-move: where they put it stands; the
-    # host is only enabled again (if it still carries our intent), and that is reported.
-    release: tuple[tuple[Move, str], ...] = ()
 
 
 def triage_resumed(
@@ -797,13 +717,13 @@ def _pools_state(
         )
 
     targets = {t.label: state(t) for t in spec.target_pools()}
-    on_demand_hosts = set()
+    on_demand_hosts: set[str] = set()
     for name in spec.on_demand_aggregates():
         if name in snapshot.aggregates:
             on_demand_hosts |= snapshot.aggregates[name].hosts
     return PoolsState(
         spot=targets.get("spot"),
         runpod=targets.get("runpod"),
-        contracts=tuple(s for label, s in targets.items() if label.startswith("contract:")),
+        contracts=tuple(s for label, s in targets.items() if is_contract_label(label)),
         on_demand=OnDemandState(tuple(spec.on_demand_aggregates()), len(on_demand_hosts), len(supply)),
     )

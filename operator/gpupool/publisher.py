@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .kube import Kube, StatusConflict
-from .mover import Outcome, Step
-from .reconciler import PassReport
-from .status import LAST_MOVES_KEPT, build_status, merge_conditions, summary, timestamp
+from .api import LAST_MOVES_LIMIT
+from .errors import StatusConflict
+from .model import Outcome, PassReport, Step
+from .ports import KubePort
+from .status import build_status, verdict, verdict_status, wire
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -47,7 +49,7 @@ class Mailbox:
 class StatusPublisher:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubePort,
         body: dict,
         mailbox: Mailbox | None = None,
         may_write: Callable[[], bool] | None = None,
@@ -82,11 +84,16 @@ class StatusPublisher:
             shape = (tuple(sorted(f.move.host for f in report.in_flight)), len(report.results))
             due = shape != self._last_shape or time.monotonic() - self._last_patch >= MIN_INTERVAL_S
             if due:
-                self._publish(
-                    lambda previous: build_status(
+
+                def build(previous: dict) -> dict:
+                    status = build_status(
                         report, now=time.time(), previous=previous, generation=self.generation
                     )
-                )
+                    return wire(status, previous)
+
+                # A pass with nothing to do reports too: the same status as before is not written.
+                if self.mailbox.history or self._differs(build(self.previous)):
+                    self._publish(build)
                 self._last_shape = shape
 
     def final(self, report: PassReport, returned: bool | None = None) -> None:
@@ -95,16 +102,23 @@ class StatusPublisher:
 
             def build(previous: dict) -> dict:
                 status = build_status(report, now=time.time(), previous=previous, generation=self.generation)
-                status["returnedToOnDemand"] = returned
-                return status
+                status.returned_to_on_demand = returned
+                return wire(status, previous)
 
             # Steady state: the same status as the round before. Writing it again would cost an API
             # write per resource and round (and wake every watcher) for nothing.
-            wanted = build(self.previous)
-            if self.mailbox.history or any(self.previous.get(key) != value for key, value in wanted.items()):
+            if self.mailbox.history or self._differs(build(self.previous)):
                 self._publish(build)
 
     # -- without a pass -----------------------------------------------------------------------
+
+    def seen(self) -> None:
+        """A new resource or a new generation, seen before any Nova work: say so at once, so that
+        nothing (kstatus, Argo CD, `kubectl wait`) reads the old status as this generation's."""
+        recorded = self.previous.get("observedGeneration")
+        if self.generation is not None and recorded != self.generation:
+            what = "new resource" if recorded is None else f"spec changed (generation {self.generation})"
+            self._verdict("NewGeneration", f"{what}: planning", event=False)
 
     def invalid(self, problems: str) -> None:
         self._verdict("InvalidSpec", f"the spec is invalid: {problems}")
@@ -120,32 +134,30 @@ class StatusPublisher:
 
     def waiting(self, message: str) -> None:
         """Another gpupool process holds the cloud's move lock: nothing moves here meanwhile."""
-        self._verdict("OtherProcessMoving", message, degraded=False)
+        self._verdict("OtherProcessMoving", message)
 
-    def _verdict(self, reason: str, message: str, *, degraded: bool = True) -> None:
-        """Nothing moves: Ready False, Degraded True with the reason; an Event when it is news."""
+    def _verdict(self, reason: str, message: str, *, event: bool = True) -> None:
+        """No pass ran: the conditions say why (status.verdict), with an Event when it is news."""
+        found = verdict(reason, message)
         with self._lock:
-            before = next((c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {})
-            stamp = timestamp(time.time())
-            conditions = merge_conditions(
-                self.previous.get("conditions"),
-                [
-                    ("Ready", "False", reason, message),
-                    ("Progressing", "False", reason, "nothing moves until this is fixed"),
-                    ("Degraded", "True" if degraded else "False", reason, message),
-                ],
-                stamp,
+            before: dict[str, Any] = next(
+                (c for c in self.previous.get("conditions") or () if c.get("type") == "Ready"), {}
             )
-            status = {"conditions": conditions, "inFlight": []}
-            if self.generation is not None:
-                status["observedGeneration"] = self.generation
-            status["summary"] = {**summary({**self.previous, **status}), "message": message[:200]}
-            if any(self.previous.get(key) != value for key, value in status.items()):
-                self._publish(lambda previous: status)
-            if (before.get("reason"), before.get("message")) != (reason, message):
-                self._post("Warning" if degraded else "Normal", reason, message)
+
+            def build(previous: dict) -> dict:
+                status = verdict_status(found, now=time.time(), previous=previous, generation=self.generation)
+                return wire(status, previous)
+
+            if self._differs(build(self.previous)):
+                self._publish(build)
+            if event and (before.get("reason"), before.get("message")) != (reason, message):
+                self._post("Normal" if reason == "OtherProcessMoving" else "Warning", reason, message)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _differs(self, status: dict) -> bool:
+        """Whether writing `status` would change what the resource says (None: a key to remove)."""
+        return any(self.previous.get(key) != value for key, value in status.items())
 
     def _publish(self, build: Callable[[dict], dict]) -> None:
         """Write the status `build` makes from the last one known, with optimistic concurrency: if
@@ -243,4 +255,4 @@ def _with_history(status: dict, history: list[dict]) -> dict:
     moves = list(status.get("lastMoves") or [])
     moves += [entry for entry in history if entry not in moves]
     moves.sort(key=lambda entry: entry.get("finishedAt") or "")
-    return {**status, "lastMoves": moves[-LAST_MOVES_KEPT:]}
+    return {**status, "lastMoves": moves[-LAST_MOVES_LIMIT:]}

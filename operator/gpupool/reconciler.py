@@ -17,24 +17,29 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from .api import GpuHostPoolSpec
-from .cloud import Cloud, CloudError
+from .errors import CloudError
 from .intent import MoveIntent, parse_reason, stop_reason
-from .inventory import Aggregate, Snapshot
-from .movelock import FencedCloud
-from .mover import Mover, MoveResult, Outcome, Step, resume_step
-from .planner import (
-    CHANGED,
+from .model import (
+    ON_DEMAND,
+    Aggregate,
+    InFlight,
     Move,
+    MoveResult,
     Neighbours,
+    Outcome,
+    PassReport,
     Plan,
-    failed_this_pass,
-    plan,
-    triage_resumed,
-    with_origin_record,
+    ReportCallback,
+    Snapshot,
+    Step,
 )
+from .movelock import FencedCloud
+from .mover import Mover, resume_step
+from .planner import CHANGED, failed_this_pass, plan, triage_resumed, with_origin_record
+from .ports import CloudPort
 
 log = logging.getLogger(__name__)
 
@@ -47,65 +52,6 @@ STOP_CHECK_EVERY_S = 2.0
 BREAKER_FAILURES = 3
 
 
-@dataclass(frozen=True)
-class InFlight:
-    move: Move
-    step: Step
-    since: float
-    # Left with gpupool's intent when the pass ended: the next pass resumes it.
-    stuck: bool = False
-    # A half-done move going back to its source (see planner.triage_resumed), and why.
-    rolling_back: str | None = None
-
-
-@dataclass
-class PassReport:
-    """What a pass saw and did: everything the status is written from."""
-
-    plan: Plan
-    in_flight: list[InFlight] = field(default_factory=list)
-    results: list[MoveResult] = field(default_factory=list)
-    finished: bool = False
-    paused: bool = False
-    dry_run: bool = False
-    # Why the pass stopped starting moves (Nova kept failing); None while the breaker is closed.
-    breaker: str | None = None
-    # A kill switch is on (the cloud's gpupool-stop aggregate, or the operator's own): why.
-    stopped: str | None = None
-
-    @property
-    def needs_attention(self) -> list[MoveResult]:
-        """Moves left for a person: someone else's reason on the host, or an instance in the way."""
-        return [r for r in self.results if r.outcome in (Outcome.INTERRUPTED, Outcome.HELD)]
-
-    @property
-    def converged(self) -> bool:
-        """Nova matches the spec: nothing to move (ignoring the concurrency cap), no gpupool intent
-        left on any host, no blocker, and nothing this pass left for a person."""
-        return (
-            self.finished
-            and not self.plan.moves
-            and not self.in_flight
-            and not self.plan.blockers
-            and self.breaker is None
-            and self.stopped is None
-            and not self.needs_attention
-        )
-
-    @property
-    def blocked(self) -> bool:
-        return self.finished and not self.converged
-
-
-ReportCallback = Callable[[PassReport], None]
-
-
-def managed_aggregates(spec: GpuHostPoolSpec) -> set[str]:
-    names = set(spec.on_demand_aggregates())
-    names.update(pool.aggregate for pool in spec.target_pools())
-    return names
-
-
 def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     """Moves a previous run began and did not finish: services disabled with exactly our intent.
 
@@ -113,7 +59,7 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
     been dropped from the spec since: the pass then rolls it back). A reason that is not exactly
     what gpupool writes, for exactly this host, is someone else's: see intent.py.
     """
-    managed = managed_aggregates(spec)
+    managed = spec.managed_names()
     moves = []
     for host in sorted(snapshot.hosts.values(), key=lambda h: h.name):
         if host.is_enabled:
@@ -121,7 +67,7 @@ def recover_in_flight(spec: GpuHostPoolSpec, snapshot: Snapshot) -> list[Move]:
         intent = parse_reason(host.name, host.disabled_reason)
         if intent and (intent.source in managed or intent.target in managed):
             # The pool the move serves: the target of a grow, the source of a shrink.
-            pool = spec.move_pool(intent.source, intent.target) or "onDemand"
+            pool = spec.move_pool(intent.source, intent.target) or ON_DEMAND
             move = Move(host.name, intent.source, intent.target, pool, move_id=intent.move_id)
             moves.append(with_origin_record(move, spec.on_demand_aggregates(), snapshot))
     return moves
@@ -138,7 +84,7 @@ def orphan_moves(snapshot: Snapshot, managed: set[str]) -> list[Move]:
     return moves
 
 
-def roll_back_orphans(cloud: Cloud, snapshot: Snapshot, moves: list[Move]) -> list[MoveResult]:
+def roll_back_orphans(cloud: CloudPort, snapshot: Snapshot, moves: list[Move]) -> list[MoveResult]:
     """Put the hosts of orphaned moves back where they came from, one at a time (this is rare)."""
     mover = Mover(cloud)
     results = []
@@ -266,7 +212,7 @@ class CircuitBreaker:
 class Reconciler:
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         *,
         clock: Callable[[], float] = time.time,
         fence: Callable[[], None] | None = None,
@@ -315,7 +261,7 @@ class _Pass:
 
     def __init__(
         self,
-        cloud: Cloud,
+        cloud: CloudPort,
         clock: Callable[[], float],
         spec: GpuHostPoolSpec,
         snapshot: Snapshot,
@@ -349,6 +295,7 @@ class _Pass:
         self.released = {m.host for m, _ in triage.release}
         self.touched.update(m.host for m in resumed)
         self.queue: collections.deque[Move] = collections.deque()
+        self.planned_at = float("-inf")
         self.report = PassReport(
             # Paused and dry-run resources show every move the spec needs, not only the first
             # maxConcurrentMoves.
@@ -356,7 +303,7 @@ class _Pass:
             paused=spec.paused,
             dry_run=spec.dry_run,
         )
-        writer = FencedCloud(cloud, fence) if fence is not None else cloud
+        writer: CloudPort = FencedCloud(cloud, fence) if fence is not None else cloud
         self.mover = Mover(
             writer, allow_instances=spec.policy.move_hosts_with_instances, on_step=self._on_step
         )
@@ -384,47 +331,74 @@ class _Pass:
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> PassReport:
+        """The phases of a pass: triage (done in __init__: which half-done moves to finish, roll
+        back or release), a check of the kill switches, moving until nothing is left to start or
+        running, and a final check of the result against Nova."""
+        if self._waits():
+            return self._report_waiting()
+        self._move_until_done()
+        return self._final()
+
+    # -- phase: may anything start? ---------------------------------------------------------------
+
+    def _waits(self) -> bool:
+        """A kill switch is on, or nothing is resumed and nothing new may start (paused, dry run)."""
+        self.report.stopped = stop_reason(self.snapshot.aggregates) or self.kill_switch()
+        return self.report.stopped is not None or (not self.resumed and not self.may_start_new)
+
+    def _report_waiting(self) -> PassReport:
+        """Nothing starts, not even a half-done move (a person may be handling it): report them."""
         report = self.report
-        report.stopped = stop_reason(self.snapshot.aggregates) or self.kill_switch()
-        if report.stopped is not None or (not self.resumed and not self.may_start_new):
-            # Stopped: nothing starts, not even a half-done move (a person may be handling it).
-            report.in_flight = [
-                InFlight(
-                    m, resume_step(m, self.snapshot.hosts[m.host], self.snapshot), self.clock(), stuck=True
-                )
-                for m, _ in self.resumed
-            ]
-            report.finished = True
-            self.notify(report)
-            return report
-        replan, planned_at = True, float("-inf")
+        report.in_flight = [
+            InFlight(m, resume_step(m, self.snapshot.hosts[m.host], self.snapshot), self.clock(), stuck=True)
+            for m, _ in self.resumed
+        ]
+        report.finished = True
+        self.notify(report)
+        return report
+
+    # -- phase: move --------------------------------------------------------------------------------
+
+    def _move_until_done(self) -> None:
+        """Keep up to maxConcurrentMoves moves running, half-done ones first, until none is left."""
+        replan = True
         with ThreadPoolExecutor(max_workers=self.bound, thread_name_prefix="move") as pool:
             while True:
-                opening = self.may_start_new and self.breaker.why is None
-                if opening and (replan or not self.queue or time.monotonic() - planned_at >= REPLAN_EVERY_S):
-                    # Planning is pure but not free (about 10 ms at 2,000 hosts): the pass plans every
-                    # move still needed at once and hands them out as slots free up, and plans again
-                    # only when the world differs from that plan (a move that did not succeed, an
-                    # aggregate changed behind our back) or after REPLAN_EVERY_S, for fresh counts.
-                    everything = self._plan(all_moves=True)
-                    self.queue = collections.deque(everything.moves)
-                    replan, planned_at = False, time.monotonic()
-                    free = max(0, self.bound - len(self._in_flight_moves()))
-                    report.plan = replace(everything, moves=tuple(everything.moves[:free]))
-                if (self.queue or self.resumed) and report.stopped is None:
-                    report.stopped = self._stopped_now()
-                if self.stop() or self.breaker.why is not None or report.stopped is not None:
-                    # Nothing more starts: half-done moves not yet started wait for the next round.
-                    self.queue.clear()
-                    self.resumed.clear()
+                self._refresh_plan(force=replan)
+                self._stop_starting_if_asked()
                 self._start(pool)
                 if not self.running:
-                    break
+                    return
                 done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                replan = False
                 for future in done:
                     replan |= self._finished(future)
-                self.notify(report)
-        return self._final()
+                self.notify(self.report)
+
+    def _refresh_plan(self, *, force: bool) -> None:
+        """Planning is pure but not free (about 10 ms at 2,000 hosts): the pass plans every move
+        still needed at once and hands them out as slots free up, and plans again only when the
+        world differs from that plan (`force`: a move that did not succeed, an aggregate changed
+        behind our back) or after REPLAN_EVERY_S, for fresh counts."""
+        if not (self.may_start_new and self.breaker.why is None):
+            return
+        if not (force or not self.queue or time.monotonic() - self.planned_at >= REPLAN_EVERY_S):
+            return
+        everything = self._plan(all_moves=True)
+        self.queue = collections.deque(everything.moves)
+        self.planned_at = time.monotonic()
+        free = max(0, self.bound - len(self._in_flight_moves()))
+        self.report.plan = replace(everything, moves=tuple(everything.moves[:free]))
+
+    def _stop_starting_if_asked(self) -> None:
+        """The caller, the circuit breaker or a kill switch stops new moves: those not yet started
+        (half-done ones included) wait for the next round; running ones finish."""
+        report = self.report
+        if (self.queue or self.resumed) and report.stopped is None:
+            report.stopped = self._stopped_now()
+        if self.stop() or self.breaker.why is not None or report.stopped is not None:
+            self.queue.clear()
+            self.resumed.clear()
 
     def _stopped_now(self) -> str | None:
         """A kill switch turned on during the pass: the caller's at once, the cloud's every
@@ -487,6 +461,8 @@ class _Pass:
         applied = apply_result(self.snapshot, result)
         self.snapshot = merge_observed(applied, result, self.touched, self.seen_at)
         return result.outcome is not Outcome.MOVED or self.snapshot.aggregates != applied.aggregates
+
+    # -- phase: check the result ------------------------------------------------------------------
 
     def _final(self) -> PassReport:
         """Check the outcome against Nova itself, not our own bookkeeping.

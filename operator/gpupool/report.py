@@ -6,7 +6,7 @@ import threading
 import time
 from typing import TextIO
 
-from .reconciler import PassReport
+from .model import Outcome, PassReport
 
 
 def table(doc: dict) -> str:
@@ -74,7 +74,7 @@ class Progress:
             new_results = report.results[self._seen_results :]
             self._seen_results = len(report.results)
             if self._tty:
-                moved = sum(1 for r in report.results if str(r.outcome) == "Moved")
+                moved = sum(1 for r in report.results if r.outcome is Outcome.MOVED)
                 flying = ", ".join(f"{f.move.host}:{f.step}" for f in report.in_flight[:4])
                 line = f"{self._name}: {moved} moved, {len(report.in_flight)} in flight {flying}"
                 self._stream.write("\r\033[K" + line[:160])

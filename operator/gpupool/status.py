@@ -1,206 +1,304 @@
-"""The GpuHostPool status, written from a pass report: pools, moves, blockers and conditions.
+"""The GpuHostPool status, built as the `gpupool.api` models: from a pass report, or from a verdict
+reached without a pass (an invalid spec, a conflict, an unreachable cloud, a new generation seen).
 
-Conditions follow the Kubernetes API conventions (kstatus and Argo CD read them):
-Ready (converged), Progressing (moves planned or running), Degraded (blocked or failing).
-A condition's lastTransitionTime only changes when its status does.
+Four conditions, shaped like metav1.Condition, that GitOps tools read (docs/operator.md, "How
+Argo CD and Flux read a GpuHostPool"):
+
+  Ready        True only when Nova matches the spec: nothing to move, nothing half-done, no blocker.
+  Reconciling  True while the operator works towards the spec: moves planned or running, half-done
+               moves to finish, a generation not acted on yet, a cloud to wait for.
+  Stalled      True when nothing more happens without a person or a change in the cloud: an invalid
+               spec, a conflict, a blocker, the circuit breaker, a host left to a person.
+  Paused       True while spec.paused, spec.dryRun or a kill switch keeps new moves from starting.
+
+kstatus (Flux) reads Reconciling as InProgress and Stalled as Failed, so the two are never True at
+once. Every "nothing moves" verdict, the CLI's and the operator's, comes from `verdict_of` or
+`verdict`. A condition's lastTransitionTime only changes when its status does.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from .mover import Outcome
-from .reconciler import PassReport
+from pydantic import ValidationError
 
-LAST_MOVES_KEPT = 20
+from .api import (
+    LAST_MOVES_LIMIT,
+    BlockerStatus,
+    Condition,
+    GpuHostPoolStatus,
+    HostCounts,
+    InFlightMove,
+    MoveRecord,
+    OnDemandStatus,
+    PlannedMove,
+    PoolsStatus,
+    PoolStatus,
+    Summary,
+)
+from .model import InFlight, Outcome, PassReport, PoolState, Verdict
 
 
 def timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pool_entry(pool) -> dict:
-    return {
-        "aggregate": pool.aggregate,
-        "desired": pool.desired,
-        "current": pool.current,
-        "hosts": sorted(pool.hosts),
-    }
+# -- verdicts ------------------------------------------------------------------------------------
+
+# Verdicts reached without a pass: whether the operator keeps working on its own (Reconciling) or
+# waits for a person (Stalled).
+_RECONCILING = {"NewGeneration", "CloudError", "OtherProcessMoving"}
+_STALLED = {"InvalidSpec", "Conflict", "InternalError", "NotConfirmed"}
 
 
-def _conditions(report: PassReport, failures: list[str]) -> list[tuple[str, str, str, str]]:
-    """(type, status, reason, message) for Ready, Progressing, Degraded."""
+def verdict(reason: str, message: str) -> Verdict:
+    """The verdict for a resource no pass ran for (see _RECONCILING and _STALLED)."""
+    assert reason in _RECONCILING | _STALLED, reason
+    return Verdict(False, reason, message, reconciling=reason in _RECONCILING, stalled=reason in _STALLED)
+
+
+def verdict_of(report: PassReport) -> Verdict:
+    """What a pass comes to, in the conditions' terms."""
     plan = report.plan
     blockers = plan.blockers
-    first_blocker = blockers[0] if blockers else None
     attention = report.needs_attention
     stuck = [f for f in report.in_flight if f.stuck]
-    moving = bool(report.in_flight) or bool(plan.moves)
+    running = [f for f in report.in_flight if not f.stuck]
     half_done = (
         f"{len(stuck)} move(s) left half-done ({', '.join(f.move.host for f in stuck[:5])}): "
         "finished or rolled back in the next round"
-        if stuck
-        else ""
     )
+    blocked = "; ".join(b.message for b in blockers)
     if report.stopped is not None:
-        what = f"stopped: {report.stopped}" + (f"; {half_done}" if half_done else "")
-        ready = ("Ready", "False", "Stopped", what)
-        progressing = ("Progressing", "False", "Stopped", what)
-    elif report.paused or report.dry_run:
+        what = f"stopped: {report.stopped}" + (f"; {half_done}" if stuck else "")
+        return Verdict(False, "Stopped", what, paused="Stopped")
+    if report.paused or report.dry_run:
         word, field_ = ("Paused", "spec.paused") if report.paused else ("DryRun", "spec.dryRun")
-        running = [f for f in report.in_flight if not f.stuck]
-        if stuck:
-            ready = ("Ready", "False", word, f"{word.lower()}: {half_done}")
-        elif running:
-            ready = ("Ready", "False", word, f"{word.lower()}: finishing {len(running)} half-done move(s)")
-        elif moving or blockers:
-            what = f"{len(plan.moves)} move(s) needed, none made" if plan.moves else first_blocker.message  # type: ignore[union-attr]
-            ready = ("Ready", "False", word, f"{'paused' if report.paused else 'dry run'}: {what}")
-        else:
-            ready = (
-                "Ready",
-                "True",
-                "Converged",
-                f"{field_} is true, and every pool holds its desired hosts",
+        mode = "paused" if report.paused else "dry run"
+        if running:
+            return Verdict(
+                False,
+                word,
+                f"{mode}: finishing {len(running)} half-done move(s)",
+                reconciling=True,
+                paused=word,
             )
-        progressing = ("Progressing", "False", word, f"{field_} is true")
-    elif report.breaker is not None:
-        ready = ("Ready", "False", "CircuitBreakerOpen", report.breaker)
-        progressing = ("Progressing", "False", "CircuitBreakerOpen", report.breaker)
-    elif attention:
-        reason = "MoveInterrupted" if attention[0].outcome == "Interrupted" else "HostHeld"
-        ready = ("Ready", "False", reason, attention[0].message)
-        progressing = ("Progressing", "False", reason, attention[0].message)
-    elif report.in_flight and not stuck or (plan.moves and not stuck):
-        running = len(report.in_flight)
-        ready = ("Ready", "False", "Moving", f"{running} move(s) in flight")
-        progressing = ("Progressing", "True", "MovingHosts", f"{running} move(s) in flight")
-    elif stuck:
-        ready = ("Ready", "False", "MoveInFlight", half_done)
-        progressing = ("Progressing", "True", "MoveInFlight", half_done)
-    elif first_blocker is not None:
-        ready = ("Ready", "False", first_blocker.reason, first_blocker.message)
-        progressing = ("Progressing", "False", "Blocked", first_blocker.message)
-    else:
-        ready = ("Ready", "True", "Converged", "every pool holds its desired hosts")
-        progressing = ("Progressing", "False", "Converged", "no move needed")
-    if first_blocker is not None:
-        message = "; ".join(b.message for b in blockers)
-        degraded = ("Degraded", "True", first_blocker.reason, message)
-    elif report.breaker is not None:
-        degraded = ("Degraded", "True", "CircuitBreakerOpen", report.breaker)
-    elif report.stopped is not None:
-        degraded = ("Degraded", "False", "Stopped", ready[3])
-    elif attention:
-        degraded = ("Degraded", "True", ready[2], attention[0].message)
-    elif failures:
-        degraded = ("Degraded", "True", "MoveFailed", failures[-1])
-    else:
-        degraded = ("Degraded", "False", "AsPlanned", "no blocker")
-    return [ready, progressing, degraded]
-
-
-def merge_conditions(
-    previous: list[dict] | None, new: list[tuple[str, str, str, str]], now: str
-) -> list[dict]:
-    before = {c.get("type"): c for c in previous or ()}
-    merged = []
-    for kind, status, reason, message in new:
-        old = before.get(kind)
-        since = old.get("lastTransitionTime") if old and old.get("status") == status else now
-        merged.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": since or now,
-            }
+        if stuck:
+            return Verdict(False, word, f"{mode}: {half_done}", reconciling=True, paused=word)
+        if blockers:
+            return Verdict(False, blockers[0].reason, f"{mode}: {blocked}", stalled=True, paused=word)
+        if plan.moves:
+            return Verdict(False, word, f"{mode}: {len(plan.moves)} move(s) needed, none made", paused=word)
+        return Verdict(
+            True, "Converged", f"{field_} is true, and every pool holds its desired hosts", paused=word
         )
-    return merged
+    if report.breaker is not None:
+        return Verdict(False, "CircuitBreakerOpen", report.breaker, stalled=True)
+    if attention:
+        reason = "MoveInterrupted" if attention[0].outcome is Outcome.INTERRUPTED else "HostHeld"
+        return Verdict(False, reason, attention[0].message, stalled=True)
+    if running or (plan.moves and not stuck):
+        what = f"{len(running)} move(s) in flight"
+        if plan.moves:
+            what += f", {len(plan.moves)} more planned"
+        return Verdict(False, "Moving", what, reconciling=True)
+    if stuck:
+        return Verdict(False, "MoveInFlight", half_done, reconciling=True)
+    if blockers:
+        return Verdict(False, blockers[0].reason, blocked, stalled=True)
+    return Verdict(True, "Converged", "every pool holds its desired hosts")
+
+
+def conditions(
+    found: Verdict, previous: list[dict[str, Any]] | None, stamp: str, generation: int | None
+) -> list[Condition]:
+    """Ready, Reconciling, Stalled and Paused for this verdict. A False condition carries Ready's
+    reason (what the resource is doing instead) and no message of its own."""
+    before = {c.get("type"): c for c in previous or () if isinstance(c, dict)}
+
+    def condition(kind: str, true: bool, reason: str, message: str) -> Condition:
+        status = "True" if true else "False"
+        old = before.get(kind)
+        since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+        return Condition(
+            type=kind,
+            status=status,
+            reason=reason,
+            message=message if true or kind == "Ready" else "",
+            last_transition_time=since or stamp,
+            observed_generation=generation,
+        )
+
+    return [
+        condition("Ready", found.ready, found.reason, found.message),
+        condition("Reconciling", found.reconciling, found.reason, found.message),
+        condition("Stalled", found.stalled, found.reason, found.message),
+        condition("Paused", found.paused is not None, found.paused or found.reason, found.message),
+    ]
+
+
+# -- the status ----------------------------------------------------------------------------------
 
 
 def build_status(
     report: PassReport,
     *,
     now: float,
-    previous: dict | None = None,
+    previous: dict[str, Any] | None = None,
     generation: int | None = None,
-) -> dict:
-    """The status document (camelCase, as stored in the resource) for this report."""
+) -> GpuHostPoolStatus:
+    """The status for this report; `previous` (the status as stored) gives the move history and
+    when each condition last changed."""
     previous = previous or {}
-    stamp = timestamp(now)
     plan = report.plan
     pools = plan.pools
-    failures = [r.message for r in report.results if r.outcome is Outcome.FAILED]
+    moving = _moving_per_pool(report.in_flight)
 
-    last_moves = list(previous.get("lastMoves") or [])
-    for result in report.results:
-        entry = {
-            "host": result.move.host,
-            "from": result.move.source,
-            "to": result.move.target,
-            "result": str(result.outcome),
-            "message": result.message,
-            "finishedAt": timestamp(result.finished_at),
-        }
-        if entry not in last_moves:
-            last_moves.append(entry)
-    last_moves = last_moves[-LAST_MOVES_KEPT:]
+    def pool_status(pool: PoolState) -> PoolStatus:
+        return PoolStatus(
+            aggregate=pool.aggregate,
+            desired=pool.desired,
+            current=pool.current,
+            moving=moving.get(pool.label, 0),
+            hosts=sorted(pool.hosts),
+        )
 
-    status = {
-        "pools": {
-            "spot": _pool_entry(pools.spot) if pools.spot else None,
-            "runpod": _pool_entry(pools.runpod) if pools.runpod else None,
-            "contracts": [_pool_entry(c) for c in pools.contracts],
-            "onDemand": {
-                "aggregates": list(pools.on_demand.aggregates),
-                "hosts": pools.on_demand.hosts,
-                "movable": pools.on_demand.movable,
-            },
-        },
-        "inFlight": [
+    targets = pools.targets()
+    history = _history(previous) + [
+        MoveRecord.model_validate(
             {
-                "host": f.move.host,
-                "from": f.move.source,
-                "to": f.move.target,
-                "step": str(f.step),
-                "since": timestamp(f.since),
+                "host": r.move.host,
+                "from": r.move.source,
+                "to": r.move.target,
+                "result": str(r.outcome),
+                "message": r.message,
+                "finishedAt": timestamp(r.finished_at),
             }
+        )
+        for r in report.results
+    ]
+    status = GpuHostPoolStatus(
+        observed_generation=generation,
+        conditions=conditions(verdict_of(report), previous.get("conditions"), timestamp(now), generation),
+        pools=PoolsStatus(
+            spot=pool_status(pools.spot) if pools.spot else None,
+            runpod=pool_status(pools.runpod) if pools.runpod else None,
+            contracts=[pool_status(c) for c in pools.contracts],
+            on_demand=OnDemandStatus(
+                aggregates=list(pools.on_demand.aggregates),
+                hosts=pools.on_demand.hosts,
+                movable=pools.on_demand.movable,
+            ),
+        ),
+        total=HostCounts(
+            desired=sum(p.desired for p in targets),
+            current=sum(p.current for p in targets),
+            moving=sum(moving.values()),
+        ),
+        in_flight=[
+            InFlightMove.model_validate(
+                {
+                    "host": f.move.host,
+                    "from": f.move.source,
+                    "to": f.move.target,
+                    "step": str(f.step),
+                    "since": timestamp(f.since),
+                }
+            )
             for f in sorted(report.in_flight, key=lambda f: f.move.host)
         ],
-        "plannedMoves": [{"host": m.host, "from": m.source, "to": m.target} for m in plan.moves]
+        planned_moves=[
+            PlannedMove.model_validate({"host": m.host, "from": m.source, "to": m.target}) for m in plan.moves
+        ]
         if report.dry_run
         else [],
-        "lastMoves": last_moves,
-        "blockers": [{"pool": b.pool, "reason": b.reason, "message": b.message} for b in plan.blockers],
-        "conditions": merge_conditions(previous.get("conditions"), _conditions(report, failures), stamp),
-    }
-    status["pools"] = {k: v for k, v in status["pools"].items() if v is not None}
-    if generation is not None:
-        status["observedGeneration"] = generation
-    status["summary"] = summary(status)
+        last_moves=_deduplicated(history)[-LAST_MOVES_LIMIT:],
+        blockers=[BlockerStatus(pool=b.pool, reason=b.reason, message=b.message) for b in plan.blockers],
+    )
+    status.summary = summary(status)
     return status
 
 
-def _ratio(entry: dict | None) -> str:
-    return f"{entry['current']}/{entry['desired']}" if entry else "-"
+def verdict_status(
+    found: Verdict,
+    *,
+    now: float,
+    previous: dict[str, Any] | None = None,
+    generation: int | None = None,
+    blockers: list[BlockerStatus] | None = None,
+) -> GpuHostPoolStatus:
+    """The status of a resource no pass ran for: what it said before (pools, history), with this
+    verdict's conditions and no move in flight."""
+    previous = previous or {}
+    try:
+        status = GpuHostPoolStatus.model_validate(
+            {k: v for k, v in previous.items() if k in ("pools", "total", "blockers")}
+        )
+    except ValidationError:  # written by an older version: start afresh, nothing is lost but counts
+        status = GpuHostPoolStatus()
+    status.observed_generation = generation
+    status.conditions = conditions(found, previous.get("conditions"), timestamp(now), generation)
+    status.last_moves = _history(previous)[-LAST_MOVES_LIMIT:]
+    status.in_flight = []
+    if blockers is not None:
+        status.blockers = blockers
+    status.summary = summary(status)
+    return status
 
 
-def summary(status: dict) -> dict:
+def summary(status: GpuHostPoolStatus) -> Summary:
     """Short strings for `kubectl get` printer columns."""
-    pools = status.get("pools", {})
-    contracts = pools.get("contracts") or []
-    on_demand = pools.get("onDemand") or {}
-    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
-    return {
-        "spot": _ratio(pools.get("spot")),
-        "runpod": _ratio(pools.get("runpod")),
-        "contracts": (
-            f"{sum(c['current'] for c in contracts)}/{sum(c['desired'] for c in contracts)}"
-            if contracts
-            else "-"
+    pools = status.pools
+
+    def ratio(pool: PoolStatus | None) -> str:
+        return f"{pool.current}/{pool.desired}" if pool else "-"
+
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    contracts = pools.contracts
+    return Summary(
+        spot=ratio(pools.spot),
+        runpod=ratio(pools.runpod),
+        contracts=(
+            f"{sum(c.current for c in contracts)}/{sum(c.desired for c in contracts)}" if contracts else "-"
         ),
-        "onDemand": f"{on_demand.get('hosts', 0)} ({on_demand.get('movable', 0)} movable)",
-        "message": ready["message"] if ready else "",
-    }
+        on_demand=f"{pools.on_demand.hosts} ({pools.on_demand.movable} movable)",
+        message=ready.message[:200] if ready else "",
+    )
+
+
+def wire(status: GpuHostPoolStatus, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The status as stored in the resource (camelCase). A key the previous status had and this one
+    leaves out is sent as null, which removes it (a merge patch)."""
+    document = status.to_wire()
+    for key in (previous or {}).keys() - document.keys():
+        document[key] = None
+    return document
+
+
+def _moving_per_pool(in_flight: list[InFlight]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for flight in in_flight:
+        counts[flight.move.pool] = counts.get(flight.move.pool, 0) + 1
+    return counts
+
+
+def _history(previous: dict[str, Any]) -> list[MoveRecord]:
+    """The finished moves the stored status lists (entries it cannot read are dropped)."""
+    records = []
+    for entry in previous.get("lastMoves") or ():
+        try:
+            records.append(MoveRecord.model_validate(entry))
+        except ValidationError:
+            continue
+    return records
+
+
+def _deduplicated(records: list[MoveRecord]) -> list[MoveRecord]:
+    seen, kept = set(), []
+    for record in records:
+        key = record.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            kept.append(record)
+    return kept

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from checks import aggregate_state, service_state
 
-from gpupool.cloud import Cloud, HostNotInAggregate, RetryPolicy
+from gpupool.cloud import Cloud, RetryPolicy
+from gpupool.errors import HostNotInAggregate
 from gpupool.intent import LOCK_AGGREGATE, MoveIntent
 
 pytestmark = pytest.mark.conformance

@@ -121,7 +121,8 @@ def test_examples_converge_and_read_well_in_kubectl(stack, kube):
     assert "MoveFinished" in described and "gpu-l40-024" in described, described
     st = status(kube, "l40")
     assert st["observedGeneration"] == 1
-    assert {c["type"] for c in st["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    assert {c["type"] for c in st["conditions"]} == {"Ready", "Reconciling", "Stalled", "Paused"}
+    assert all(c["observedGeneration"] == 1 for c in st["conditions"])
     assert all(c["lastTransitionTime"] for c in st["conditions"])
 
 
@@ -191,7 +192,8 @@ def test_spec_changes_mid_progress_are_followed(stack, kube):
     spec["dryRun"] = False
     spec["paused"] = True
     kube.apply(ghp("l40", **spec))
-    wait_for("Paused", lambda: condition(kube, "l40", "Progressing").get("reason") == "Paused", timeout=60)
+    wait_for("Paused", lambda: condition(kube, "l40", "Paused").get("reason") == "Paused", timeout=60)
+    assert condition(kube, "l40", "Paused")["status"] == "True"
     time.sleep(1)
     assert len(members(sim)["L40-n3-spot"]) == 3
 
@@ -291,8 +293,8 @@ def test_blockers_are_reported_once_and_explained(stack, kube):
         "policy": {"allowPartial": True},
     }
     kube.apply(ghp("greedy", **spec))
-    wait_for("Degraded", lambda: condition(kube, "greedy", "Degraded").get("status") == "True", timeout=60)
-    degraded = condition(kube, "greedy", "Degraded")
+    wait_for("Stalled", lambda: condition(kube, "greedy", "Stalled").get("status") == "True", timeout=60)
+    degraded = condition(kube, "greedy", "Stalled")
     assert degraded["reason"] == "NotEnoughMovableHosts"
     assert "instances" in degraded["message"], degraded["message"]
     assert condition(kube, "greedy")["status"] == "False"
@@ -317,9 +319,9 @@ def test_credentials_never_leak(stack, kube, tmp_path):
     sim.clouds_yaml.write_text(yaml.safe_dump(clouds))
     kube.apply(ghp("leaky", gpuType="L40", cloud="wrongpw", pools={"spot": {"hosts": 1}}))
     wait_for(
-        "CloudError", lambda: condition(kube, "leaky", "Degraded").get("reason") == "CloudError", timeout=60
+        "CloudError", lambda: condition(kube, "leaky", "Ready").get("reason") == "CloudError", timeout=60
     )
-    message = condition(kube, "leaky", "Degraded")["message"]
+    message = condition(kube, "leaky", "Ready")["message"]
     assert "wrongpw" in message and ("credential" in message.lower() or "401" in message), message
     seen = kube.kubectl("get", "ghp", "leaky", "-o", "yaml").stdout
     seen += kube.kubectl("get", "events", "-n", "default", "-o", "yaml").stdout

@@ -17,8 +17,10 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupool.cloud import CloudError, HostNotInAggregate, NovaRequestError
-from gpupool.inventory import Aggregate, Host, HostNow, Snapshot
+from gpupool.errors import CloudError, HostNotInAggregate, NovaRequestError
+from gpupool.intent import stop_reason
+from gpupool.model import Aggregate, Host, HostNow, Snapshot
+from gpupool.ports import ClosableCloud
 
 
 @dataclass
@@ -194,6 +196,15 @@ class FakeNova:
                 agg.metadata[key] = value
         self._leave("set_metadata", what)
 
+    def stop_reason(self) -> str | None:
+        self._enter("stop_reason", "list aggregates")
+        found = {
+            a.name: Aggregate(a.id, a.name, frozenset(a.hosts), dict(a.metadata))
+            for a in self.aggregates.values()
+        }
+        self._leave("stop_reason", "list aggregates")
+        return stop_reason(found)
+
     def aggregates_holding(self, host: str) -> frozenset[str]:
         self._enter("aggregates_holding", host)
         names = frozenset(a.name for a in self.aggregates.values() if host in a.hosts)
@@ -231,7 +242,7 @@ class FakeNova:
 
 def failing_once(call: str, phase: str = "before") -> Callable[[str, str], bool]:
     """A `fail` that fails the first `call` at `phase`, then never again."""
-    spent = []
+    spent: list[bool] = []
 
     def fail(name: str, when: str) -> bool:
         if name == call and when == phase and not spent:
@@ -247,3 +258,7 @@ def always_failing(*calls: str) -> Callable[[str, str], bool]:
 
 
 __all__ = ["CloudError", "FakeNova", "always_failing", "failing_once"]
+
+
+def _keeps_the_ports_shape(fake: FakeNova) -> ClosableCloud:
+    return fake  # mypy (make lint) checks the fake against the Protocol the engine depends on

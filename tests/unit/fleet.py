@@ -7,8 +7,7 @@ from dataclasses import replace
 
 from gpupool.api import GpuHostPoolSpec
 from gpupool.intent import MoveIntent
-from gpupool.inventory import Aggregate, Host, Snapshot
-from gpupool.planner import Move
+from gpupool.model import Aggregate, Host, Move, Snapshot
 
 
 def host(

@@ -390,13 +390,21 @@ def test_status_round_trips_by_alias():
                 "reason": "Moving",
                 "message": "2 moves",
                 "lastTransitionTime": "2026-11-23T00:00:00Z",
+                "observedGeneration": 4,
             }
         ],
         "pools": {
-            "spot": {"aggregate": "L40-n3-spot", "desired": 4, "current": 3, "hosts": ["a", "b", "c"]},
-            "contracts": [{"aggregate": "C", "desired": 1, "current": 1, "hosts": ["d"]}],
+            "spot": {
+                "aggregate": "L40-n3-spot",
+                "desired": 4,
+                "current": 3,
+                "moving": 1,
+                "hosts": ["a", "b", "c"],
+            },
+            "contracts": [{"aggregate": "C", "desired": 1, "current": 1, "moving": 0, "hosts": ["d"]}],
             "onDemand": {"aggregates": ["L40-n3"], "hosts": 12, "movable": 5},
         },
+        "total": {"desired": 5, "current": 4, "moving": 1},
         "inFlight": [
             {
                 "host": "e",
@@ -436,7 +444,7 @@ def test_status_refuses_unknown_condition_types():
     with pytest.raises(ValidationError) as caught:
         GpuHostPoolStatus.model_validate({"conditions": [{"type": "Happy", "status": "True"}]})
     assert format_errors(caught.value, "status") == [
-        "status.conditions[0].type: must be one of 'Ready', 'Progressing' or 'Degraded' (got 'Happy')"
+        "status.conditions[0].type: must be one of 'Ready', 'Reconciling', 'Stalled' or 'Paused' (got 'Happy')"
     ]
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from gpupool.api import GpuHostPoolSpec, SpecError, parse_pool
 from gpupool.intent import MoveIntent, parse_reason
-from gpupool.mover import Outcome
-from gpupool.planner import Neighbours
+from gpupool.model import Neighbours, Outcome
 from gpupool.reconciler import Reconciler
 from gpupool.status import build_status
 
@@ -41,8 +40,8 @@ def ours(nova: FakeNova) -> list[str]:
 
 
 def ready(report) -> tuple[str, str]:
-    condition = next(c for c in build_status(report, now=0)["conditions"] if c["type"] == "Ready")
-    return condition["status"], condition["reason"]
+    condition = next(c for c in build_status(report, now=0).conditions if c.type == "Ready")
+    return condition.status, condition.reason
 
 
 def run(nova: FakeNova, the_spec: GpuHostPoolSpec, **kwargs):
@@ -259,7 +258,7 @@ def test_a_failed_add_whose_undo_fails_is_not_converged():
         if call == "add" and phase == "before" and calls.count("add") == 2:
             raise NovaRequestError("add: Nova is down", 503)
 
-    from gpupool.cloud import NovaRequestError
+    from gpupool.errors import NovaRequestError
 
     nova.adversary = adversary
     report = run(nova, spec(pools={"spot": {"hosts": 1}}))
@@ -382,7 +381,7 @@ def test_a_target_that_refuses_is_not_tried_again_in_the_same_pass():
             refused.append(1)
             raise NovaRequestError("add: Policy doesn't allow os_compute_api:os-aggregates:add_host", 403)
 
-    from gpupool.cloud import NovaRequestError
+    from gpupool.errors import NovaRequestError
 
     nova.adversary = adversary
     report = run(nova, spec(pools={"spot": {"hosts": 4}}, policy={"maxConcurrentMoves": 1}))

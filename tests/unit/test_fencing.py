@@ -10,8 +10,8 @@ import time
 
 from gpupool.api import GpuHostPoolSpec
 from gpupool.intent import LOCK_AGGREGATE, parse_reason
+from gpupool.model import Outcome
 from gpupool.movelock import MoveLock
-from gpupool.mover import Outcome
 from gpupool.reconciler import Reconciler
 
 from .fakecloud import FakeNova

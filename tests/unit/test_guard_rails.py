@@ -4,12 +4,8 @@ the spec allows it. A typo (200 for 20 hosts) must not empty on-demand before an
 from __future__ import annotations
 
 from gpupool.api import GpuHostPoolSpec
-from gpupool.planner import (
-    NOT_ENOUGH_MOVABLE_HOSTS,
-    ON_DEMAND_FLOOR,
-    TOO_MANY_MOVES,
-    plan,
-)
+from gpupool.model import NOT_ENOUGH_MOVABLE_HOSTS, ON_DEMAND_FLOOR, TOO_MANY_MOVES
+from gpupool.planner import plan
 
 from .fleet import cloud, names
 

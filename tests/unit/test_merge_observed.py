@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from gpupool.inventory import Aggregate, Host, Snapshot
-from gpupool.mover import MoveResult, Observed, Outcome
-from gpupool.planner import Move
+from gpupool.model import Aggregate, Host, Move, MoveResult, Observed, Outcome, Snapshot
 from gpupool.reconciler import merge_observed
 
 

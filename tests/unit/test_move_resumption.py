@@ -8,9 +8,8 @@ import pytest
 
 from gpupool.api import parse_pool
 from gpupool.intent import MoveIntent, parse_reason
-from gpupool.inventory import Aggregate, Host, Snapshot
-from gpupool.mover import MoveResult, Outcome, Step, resume_step
-from gpupool.planner import Move
+from gpupool.model import Aggregate, Host, Move, MoveResult, Outcome, Snapshot, Step
+from gpupool.mover import resume_step
 from gpupool.reconciler import apply_result, recover_in_flight
 
 MOVE = Move(host="gpu-1", source="L40-n3", target="L40-n3-spot", pool="spot")

@@ -1,6 +1,6 @@
 from dataclasses import replace
 
-from gpupool.planner import (
+from gpupool.model import (
     AGGREGATE_MISSING,
     CANNOT_SHRINK,
     HOST_IN_SEVERAL_POOLS,
@@ -10,9 +10,8 @@ from gpupool.planner import (
     OnDemandState,
     OriginRecord,
     PoolState,
-    natural_key,
-    plan,
 )
+from gpupool.planner import natural_key, plan
 
 from .fleet import apply, cloud, host, names, ours, spec
 

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpupool.api import GpuHostPoolSpec
-from gpupool.inventory import Aggregate, Host, Snapshot
-from gpupool.planner import CANNOT_SHRINK, NOT_ENOUGH_MOVABLE_HOSTS, Move, Plan, plan
+from gpupool.model import CANNOT_SHRINK, NOT_ENOUGH_MOVABLE_HOSTS, Aggregate, Host, Move, Plan, Snapshot
+from gpupool.planner import plan
 
 from .fleet import apply, host, ours
 

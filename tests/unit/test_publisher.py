@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import itertools
 
-from gpupool.kube import StatusConflict
-from gpupool.mover import MoveResult, Outcome
-from gpupool.planner import Move, plan
+from gpupool.errors import StatusConflict
+from gpupool.model import Move, MoveResult, Outcome, PassReport
+from gpupool.planner import plan
 from gpupool.publisher import Mailbox, StatusPublisher
-from gpupool.reconciler import PassReport
 
 from .fleet import cloud, spec
 

@@ -1,0 +1,136 @@
+"""`gpupool run`: the operator process, from start to exit.
+
+Three threads: the leadership (which replica acts: peering.py), the controller (rounds of passes),
+and kopf (watches, liveness, finalizer, this replica's peering record). Shutdown goes in the safe
+order: the controller first (no new move starts, moves under way finish), then kopf, which drops
+this replica's peering record last, so a standby takes over only once nothing moves here any more.
+Moves still running after the grace end the process hard: their intents in Nova let the next
+leader resume them, and a process that goes on writing after its record is gone would overlap it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, cast
+
+import kopf
+
+from .cloud import Cloud
+from .controller import Controller
+from .handlers import kopf_settings, registry_for
+from .kube import Kube, load_config
+from .peering import PeeringLeadership, StandaloneLeadership, seniority_priority
+
+log = logging.getLogger(__name__)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until SIGINT/SIGTERM.
+
+    kopf runs on a thread of its own, so that shutdown happens in the safe order: the controller
+    first (no new move starts, moves under way finish), then kopf, which drops this replica's
+    peering record last, so a standby takes over only once nothing moves here any more.
+    """
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("keystoneauth").setLevel(logging.ERROR)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
+    load_config()
+    kube = Kube(identity=args.identity)
+    priority = args.priority if args.priority is not None else seniority_priority(time.time())
+    leadership: PeeringLeadership | StandaloneLeadership
+    if args.standalone:
+        leadership = StandaloneLeadership()
+    else:
+        leadership = PeeringLeadership(
+            kube, args.peering, priority, args.peering_lifetime, watchdog_s=args.watchdog
+        )
+    namespace, _, name = args.kill_switch.partition("/")
+    controller = Controller(
+        kube,
+        leadership,
+        Cloud,
+        interval_s=args.interval,
+        identity=f"gpupool operator {kube.identity}",
+        kill_switch_ref=(namespace, name) if name else None,
+        lock_ttl_s=args.lock_ttl,
+    )
+    stop = controller.stop
+    registry = registry_for(controller)
+    shutdown = threading.Event()
+    kopf_stop = threading.Event()
+    kopf_ended_on_its_own = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("%s received: stopping (no new moves; moves under way finish)", signal.Signals(signum).name)
+        shutdown.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def run_kopf() -> None:
+        try:
+            kopf.run(
+                clusterwide=True,
+                standalone=args.standalone,
+                peering_name=None if args.standalone else args.peering,
+                priority=priority,
+                identity=cast(Any, kube.identity),  # kopf types it as its own (private) NewType of str
+                liveness_endpoint=args.liveness,
+                settings=kopf_settings(args.peering_lifetime),
+                stop_flag=kopf_stop,
+                registry=registry,
+            )
+        except Exception:
+            log.exception("kopf failed")
+        finally:
+            if not kopf_stop.is_set():
+                kopf_ended_on_its_own.set()
+            shutdown.set()  # kopf ending on its own ends the operator
+
+    workers = [
+        threading.Thread(target=leadership.run, args=(stop,), name="leadership", daemon=True),
+        threading.Thread(target=controller.run, name="controller", daemon=True),
+    ]
+    kopf_thread = threading.Thread(target=run_kopf, name="kopf", daemon=True)
+    for thread in [*workers, kopf_thread]:
+        thread.start()
+    log.info(
+        "gpupool operator %s starting: %s, priority %d, drift check every %.0fs",
+        kube.identity,
+        "standalone" if args.standalone else f"peering {args.peering!r}",
+        priority,
+        args.interval,
+    )
+    while not shutdown.wait(1.0):
+        if leadership.broken.is_set():  # the watchdog: cannot act, and waiting will not help
+            kopf_ended_on_its_own.set()
+            break
+    stop.set()
+    controller.wake.set()
+    deadline = time.monotonic() + args.shutdown_grace
+    for thread in workers:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in workers):
+        # Moves still under way after the grace: exit hard, so that this process stops writing
+        # before a standby takes over. Each move's intent is in Nova; the standby resumes it.
+        log.error(
+            "gpupool operator %s: moves still under way after %.0f s; exiting hard (the next leader "
+            "resumes them from Nova)",
+            kube.identity,
+            args.shutdown_grace,
+        )
+        logging.shutdown()
+        os._exit(1)
+    kopf_stop.set()
+    kopf_thread.join(timeout=30)
+    if kopf_ended_on_its_own.is_set():
+        why = leadership.why_broken or "kopf ended on its own"
+        log.error("gpupool operator %s stopped: %s", kube.identity, why)
+        return 1
+    log.info("gpupool operator %s stopped", kube.identity)
+    return 0
