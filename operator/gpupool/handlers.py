@@ -31,6 +31,12 @@ def registry_for(controller: Wakeable) -> kopf.OperatorRegistry:
     """kopf's handlers for GpuHostPools, each waking `controller`."""
     registry = kopf.OperatorRegistry()
 
+    # A registry of our own starts without kopf's default login handlers: log in as the kubernetes
+    # client does (in-cluster service account, or the kubeconfig), which kube.py uses too.
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
