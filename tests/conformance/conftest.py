@@ -33,7 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backends import OBSERVED, Fleet, NovasimBackend, RealNovaBackend, novasim_available
+
+from tests.conformance.backends import OBSERVED, Fleet, NovasimBackend, RealNovaBackend, novasim_available
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backends import Deployed, Fleet, _connect
-from checks import GPUPOOL, aggregate_state, service_state
+
+from tests.conformance.backends import Deployed, Fleet, _connect
+from tests.conformance.checks import GPUPOOL, aggregate_state, service_state
 
 pytestmark = pytest.mark.conformance
 REPO = Path(__file__).resolve().parents[2]

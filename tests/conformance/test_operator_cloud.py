@@ -4,10 +4,10 @@ including the idempotent "already done" answers it recognises by Nova's messages
 from __future__ import annotations
 
 import pytest
-from checks import aggregate_state, service_state
 
 from gpupool.cloud import Cloud, HostNotInAggregate, RetryPolicy
 from gpupool.intent import LOCK_AGGREGATE, MoveIntent
+from tests.conformance.checks import aggregate_state, service_state
 
 pytestmark = pytest.mark.conformance
 

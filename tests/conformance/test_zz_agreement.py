@@ -10,7 +10,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from backends import OBSERVED
+
+from tests.conformance.backends import OBSERVED
 
 pytestmark = pytest.mark.conformance
 
