@@ -29,7 +29,7 @@ unit: venv
 	$(VENV)/bin/pytest tests/unit
 
 demo: venv kube-binaries
-	$(VENV)/bin/python scripts/demo.py
+	$(PY) -m scripts.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -4,7 +4,7 @@
 `Deployed` (backends.py): an openstacksdk connection built from a clouds.yaml, logical -> real
 names and ids, and `normalize()` for Nova's messages.
 
-The real Nova (nova-api 34 + Keystone 30 + Placement 16, scripts/realnova/) is installed once per
+The real Nova (nova-api 34 + Keystone 30 + Placement 16, testbed/realnova/) is installed once per
 machine into a cached venv and started once per session on 127.0.0.1; a failed install or start
 FAILS every realnova test with the reason and the services' log tails (it is never skipped).
 
@@ -24,34 +24,17 @@ Environment knobs:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import os
 import shutil
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from testbed.realnova import RealNova, ensure_installed
 from tests.conformance.backends import OBSERVED, Fleet, NovasimBackend, RealNovaBackend, novasim_available
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-
-
-def _load_realnova():
-    name = "realnova"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "realnova" / "realnova.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-realnova_lib = _load_realnova()
 _install_error: list[str] = []
 
 
@@ -65,7 +48,7 @@ def pytest_collection_modifyitems(session, config, items):
     capman = config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         try:
-            realnova_lib.ensure_installed()
+            ensure_installed()
         except Exception as exc:  # reported by the realnova fixture
             _install_error.append(str(exc))
 
@@ -84,11 +67,11 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def realnova(tmp_path_factory) -> Iterator:
-    """A running real Nova for the session (`RealNova` of scripts/realnova/realnova.py)."""
+    """A running real Nova for the session (`testbed.realnova.RealNova`)."""
     if _install_error:
         pytest.fail(f"installing the real Nova failed:\n{_install_error[0]}", pytrace=False)
     state = tmp_path_factory.mktemp("realnova")
-    nova = realnova_lib.RealNova(state)
+    nova = RealNova(state)
     try:
         nova.up()
     except Exception as exc:

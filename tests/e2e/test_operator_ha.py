@@ -12,6 +12,7 @@ import time
 import pytest
 
 from novasim.testing import SimProcess
+from testbed.tcp_proxy import TcpProxy
 from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
@@ -24,7 +25,6 @@ from tests.e2e.operator_helpers import (
     new_peering,
     wait_for,
 )
-from tests.e2e.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 
