@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench testbed scripts
+	$(VENV)/bin/ruff format --check operator tests bench testbed scripts
 
 test: venv lint
 	$(VENV)/bin/pytest
