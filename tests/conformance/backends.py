@@ -39,9 +39,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
-# backend -> {(scenario, key): value}: what each backend answered (see test_zz_agreement.py).
-OBSERVED: dict[str, dict[tuple[str, str], Any]] = {}
-
 # -- fleets -------------------------------------------------------------------------------------
 
 _RANGE = re.compile(r"^(?P<prefix>.*)\[(?P<lo>\d+)-(?P<hi>\d+)\](?P<suffix>.*)$")
