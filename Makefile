@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 # Style (ruff), the layers of docs/architecture.md (import-linter, contracts in pyproject.toml)
 # and types (mypy, on the gpupool package).
 lint: venv
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench testbed scripts
+	$(VENV)/bin/ruff format --check operator tests bench testbed scripts
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
@@ -33,7 +33,7 @@ unit: venv
 	$(VENV)/bin/pytest tests/unit
 
 demo: venv kube-binaries
-	$(VENV)/bin/python scripts/demo.py
+	$(PY) -m scripts.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

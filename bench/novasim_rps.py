@@ -1,6 +1,6 @@
 """How many aggregate lists per second novasim serves for 500 aggregates and 10,000 hosts.
 
-    .venv/bin/python bench/novasim_rps.py [--seconds 5] [--clients 4]
+    .venv/bin/python -m bench.novasim_rps [--seconds 5] [--clients 4]
 
 Baseline, measured in the same run against the same server: the cheapest authenticated Nova
 request (GET /compute/v2.1/os-services?host=<one host>, a few hundred bytes). The aggregate list
@@ -23,8 +23,7 @@ import openstack
 import openstack.config
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-from novasim.testing import SimProcess  # noqa: E402
+from novasim.testing import SimProcess
 
 
 def fleet(aggregates: int = 500, hosts: int = 10_000) -> dict:

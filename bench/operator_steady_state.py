@@ -2,9 +2,9 @@
 and Kubernetes writes (status patches, Events) per round in steady state with 1 and with 20
 GpuHostPools on one cloud.
 
-    .venv/bin/python bench/operator_steady_state.py [--interval 5] [--seconds 30]
+    .venv/bin/python -m bench.operator_steady_state [--interval 5] [--seconds 30]
 
-Runs what the e2e tests run: a local kube-apiserver (scripts/localkube.py), novasim, and
+Runs what the e2e tests run: a local kube-apiserver (testbed/localkube.py), novasim, and
 `gpupool run` as a real process. Steady state is measured with a short drift interval and scaled
 to the default 60 s interval (requests per round x rounds per minute); both are printed. The
 baseline is the one-resource case measured in the same run.
@@ -13,7 +13,6 @@ baseline is the one-resource case measured in the same run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,20 +22,11 @@ from pathlib import Path
 
 import yaml
 
+from novasim.testing import SimProcess
+from testbed import localkube
+from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from operator_helpers import OperatorProcess, new_lease, wait_for  # noqa: E402
-
-from novasim.testing import SimProcess  # noqa: E402
-
-
-def _localkube():
-    spec = importlib.util.spec_from_file_location("localkube", ROOT / "scripts" / "localkube.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localkube"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Kube:
@@ -93,7 +83,9 @@ def kube_writes(kube: Kube) -> dict[str, float]:
 
 def measure(kube: Kube, tmp: Path, types: int, interval: float, seconds: float) -> dict:
     with SimProcess(fleet(types), tmp / f"sim-{types}") as sim:
-        op = OperatorProcess(kube, sim, tmp, interval=interval, lease=new_lease(), identity=f"bench-{types}")
+        op = OperatorProcess(
+            kube, sim, tmp, interval=interval, peering=new_peering(), identity=f"bench-{types}"
+        )
         try:
             time.sleep(3)  # the operator is up and leading
             sim.reset_stats()
@@ -131,7 +123,6 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
-    localkube = _localkube()
     localkube.ensure_binaries()
     cp = localkube.start()
     try:

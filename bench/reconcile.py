@@ -1,6 +1,6 @@
 """Reconcile benchmark: 200 moves on a 2,000-host fleet with 50 ms on every Nova request.
 
-    .venv/bin/python bench/reconcile.py [--concurrency 10] [--baseline-moves 10]
+    .venv/bin/python -m bench.reconcile [--concurrency 10] [--baseline-moves 10]
 
 Figures, all from one run:
   * requests per move (Nova and Placement), counted by novasim (target: <= 7 including the checks);
@@ -28,9 +28,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
-from novasim.testing import SimProcess  # noqa: E402
+from novasim.testing import SimProcess
 
 BIN = Path(sys.executable).parent
 LATENCY_MS = 50
@@ -139,11 +137,10 @@ def openstack_cli_loop(sim: SimProcess, moves: int) -> float:
 
 PLANNER_PROBE = r"""
 import json, resource, sys, time, os
-sys.path.insert(0, sys.argv[1])
 from gpupool.api import load_pools
 from gpupool.cloud import Cloud
 from gpupool.planner import plan
-pool = load_pools(open(sys.argv[2]).read())[0]
+pool = load_pools(open(sys.argv[1]).read())[0]
 cloud = Cloud("sim")
 t0 = time.perf_counter(); snapshot = cloud.snapshot(); snap_s = time.perf_counter() - t0
 t0 = time.perf_counter(); plan(pool.spec, snapshot); cold_s = time.perf_counter() - t0
@@ -166,7 +163,7 @@ def planner_at_scale(tmp: Path) -> dict:
         spec_file = tmp / "pools-10k.yaml"
         spec_file.write_text(yaml.safe_dump(spec(1_000, 500, 50)))
         out = subprocess.run(
-            [sys.executable, "-c", PLANNER_PROBE, str(ROOT / "operator"), str(spec_file)],
+            [sys.executable, "-c", PLANNER_PROBE, str(spec_file)],
             env=lean_env(sim),
             capture_output=True,
             text=True,

@@ -3,27 +3,26 @@
 # The venv with nova, keystone and placement is cached per machine and version in
 # $(CACHE_DIR)/realnova-<versions>/ (GPUPOOL_CACHE overrides).
 
-REALNOVA := scripts/realnova/realnova.py
 REALNOVA_STATE ?= .cache/realnova
 
 .PHONY: realnova-install realnova-up realnova-down realnova-env realnova-status conformance conformance-env
 
 # Build (once per machine) the cached venv with nova, keystone and placement.
 realnova-install conformance-env: venv
-	GPUPOOL_CACHE="$${GPUPOOL_CACHE:-$(CACHE_DIR)}" $(PY) $(REALNOVA) install
+	GPUPOOL_CACHE="$${GPUPOOL_CACHE:-$(CACHE_DIR)}" $(PY) -m testbed.realnova install
 
 # Start Keystone + Placement + nova-api on 127.0.0.1; prints the export lines to use.
 realnova-up: realnova-install
-	GPUPOOL_CACHE="$${GPUPOOL_CACHE:-$(CACHE_DIR)}" $(PY) $(REALNOVA) up --state-dir $(REALNOVA_STATE)
+	GPUPOOL_CACHE="$${GPUPOOL_CACHE:-$(CACHE_DIR)}" $(PY) -m testbed.realnova up --state-dir $(REALNOVA_STATE)
 
 realnova-down:
-	$(PY) $(REALNOVA) down --state-dir $(REALNOVA_STATE)
+	$(PY) -m testbed.realnova down --state-dir $(REALNOVA_STATE)
 
 realnova-env:
-	$(PY) $(REALNOVA) env --state-dir $(REALNOVA_STATE)
+	$(PY) -m testbed.realnova env --state-dir $(REALNOVA_STATE)
 
 realnova-status:
-	$(PY) $(REALNOVA) status --state-dir $(REALNOVA_STATE)
+	$(PY) -m testbed.realnova status --state-dir $(REALNOVA_STATE)
 
 # Only the conformance tier.
 conformance: realnova-install

@@ -1,8 +1,9 @@
-"""`make demo`: the whole stack on 127.0.0.1, no cloud and no cluster needed.
+"""`make demo` (`.venv/bin/python -m scripts.demo` from the repo root): the whole stack on
+127.0.0.1, no cloud and no cluster needed.
 
 1. novasim serves examples/fleet.yaml (a 200-host GPU cloud); the real `openstack` CLI shows it.
 2. `gpupool plan` says what would move.
-3. A local Kubernetes control plane (real etcd + kube-apiserver, scripts/localkube.py), the
+3. A local Kubernetes control plane (real etcd + kube-apiserver, testbed/localkube.py), the
    GpuHostPool CRD, and the operator (`gpupool run`) as a real process.
 4. `kubectl apply -f examples/pools/`, `kubectl get ghp -o wide` before, wait for Ready, after,
    and the Events of one resource.
@@ -14,7 +15,6 @@ first); where that cannot work, steps 3-4 fall back to the standalone `gpupool r
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from novasim.testing import SimProcess
+from testbed import localkube
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -57,18 +58,9 @@ def show_pools(env: dict[str, str]) -> None:
     )
 
 
-def localkube():
-    spec = importlib.util.spec_from_file_location("localkube", ROOT / "scripts" / "localkube.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localkube"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
-    lk = localkube()
     banner("Starting a local Kubernetes control plane (etcd + kube-apiserver) and the operator")
-    cp = lk.start()
+    cp = localkube.start()
     kenv = {**env, **cp.env()}
     kubectl = str(cp.kubectl)
     log = open(workdir / "operator.log", "w")  # noqa: SIM115 - the operator writes to it until it stops
@@ -131,7 +123,7 @@ def main() -> int:
         banner("What gpupool would move (gpupool plan)")
         run([str(BIN / "gpupool"), "plan", "-f", "examples/pools/"], env)
         try:
-            localkube().ensure_binaries()  # built once per machine (make demo builds them first)
+            localkube.ensure_binaries()  # built once per machine (make demo builds them first)
         except Exception as exc:  # noqa: BLE001 - no Go, no network: the demo still shows moves
             print(f"(no local kube-apiserver: {exc}; using the standalone CLI instead)")
             code = standalone(env)

@@ -4,7 +4,7 @@ A scenario declares a small fleet in novasim's fleet-file shape (aggregates with
 hosts, hosts with service state, status, reason and instances). Each backend materialises it:
 
 - novasim: a fresh `python -m novasim --fleet FLEET.yaml --port 0 --clouds-out clouds.yaml`;
-- realnova: one real Nova per session (scripts/realnova); each scenario's hosts and aggregates
+- realnova: one real Nova per session (testbed/realnova); each scenario's hosts and aggregates
   get a unique suffix (`-c<N>`), hosts are registered through nova's objects, aggregates are
   created and filled through the Nova API, then instances are registered.
 
@@ -15,7 +15,7 @@ gpu-l40-001.`), so the two backends' answers can be compared text for text.
 
 What happens in a cloud between API calls (a build the scheduler placed but the compute has not
 claimed, a live migration in progress) is made to happen by `Deployed.actions`: novasim's /_sim
-controls, or scripts/realnova/register.py writing what the conductor, scheduler and compute
+controls, or testbed/realnova/register.py writing what the conductor, scheduler and compute
 would write into the real Nova's database and Placement.
 """
 
@@ -38,9 +38,6 @@ import requests
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-
-# backend -> {(scenario, key): value}: what each backend answered (see test_zz_agreement.py).
-OBSERVED: dict[str, dict[tuple[str, str], Any]] = {}
 
 # -- fleets -------------------------------------------------------------------------------------
 
@@ -322,7 +319,7 @@ class RealNovaBackend:
     name = "realnova"
 
     def __init__(self, realnova, counter: itertools.count):
-        self.nova = realnova  # scripts/realnova/realnova.py RealNova, running
+        self.nova = realnova  # testbed.realnova.RealNova, running
         self._count = counter
 
     def materialize(self, fleet: Fleet) -> Deployed:

@@ -2,9 +2,11 @@
 
 `cloud` is parametrized ["novasim", "realnova"]; a test calls `cloud.deploy(FLEET)` and gets a
 `Deployed` (backends.py): an openstacksdk connection built from a clouds.yaml, logical -> real
-names and ids, and `normalize()` for Nova's messages.
+names and ids, and `normalize()` for Nova's messages. `observe(key, value)` records what the
+backend answered; once a scenario has run on both backends, their answers are compared
+(agreement.py) and a difference fails the run that completed the pair.
 
-The real Nova (nova-api 34 + Keystone 30 + Placement 16, scripts/realnova/) is installed once per
+The real Nova (nova-api 34 + Keystone 30 + Placement 16, testbed/realnova/) is installed once per
 machine into a cached venv and started once per session on 127.0.0.1; a failed install or start
 FAILS every realnova test with the reason and the services' log tails (it is never skipped).
 
@@ -24,33 +26,20 @@ Environment knobs:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from backends import OBSERVED, Fleet, NovasimBackend, RealNovaBackend, novasim_available
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
+from testbed.realnova import RealNova, ensure_installed
+from tests.conformance.agreement import Agreement
+from tests.conformance.backends import Fleet, NovasimBackend, RealNovaBackend, novasim_available
 
-
-def _load_realnova():
-    name = "realnova"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "realnova" / "realnova.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-realnova_lib = _load_realnova()
+BACKENDS = ("novasim", "realnova")
 _install_error: list[str] = []
 
 
@@ -64,7 +53,7 @@ def pytest_collection_modifyitems(session, config, items):
     capman = config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
         try:
-            realnova_lib.ensure_installed()
+            ensure_installed()
         except Exception as exc:  # reported by the realnova fixture
             _install_error.append(str(exc))
 
@@ -83,11 +72,11 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def realnova(tmp_path_factory) -> Iterator:
-    """A running real Nova for the session (`RealNova` of scripts/realnova/realnova.py)."""
+    """A running real Nova for the session (`testbed.realnova.RealNova`)."""
     if _install_error:
         pytest.fail(f"installing the real Nova failed:\n{_install_error[0]}", pytrace=False)
     state = tmp_path_factory.mktemp("realnova")
-    nova = realnova_lib.RealNova(state)
+    nova = RealNova(state)
     try:
         nova.up()
     except Exception as exc:
@@ -131,7 +120,7 @@ class CloudUnderTest:
         return deployed
 
 
-@pytest.fixture(params=["novasim", "realnova"])
+@pytest.fixture(params=BACKENDS)
 def cloud(request, tmp_path) -> Iterator[CloudUnderTest]:
     if request.param == "novasim":
         why = novasim_available()
@@ -155,15 +144,40 @@ def cloud(request, tmp_path) -> Iterator[CloudUnderTest]:
         backend.close()
 
 
-# -- observations, compared across backends by test_zz_agreement.py ------------------------------
+# -- observations, compared across backends (agreement.py) ---------------------------------------
+
+AGREEMENT = pytest.StashKey[Agreement]()
+
+
+@pytest.fixture(scope="session")
+def agreement(request) -> Agreement:
+    """What every backend answered in every scenario of the session (kept on the config, where the
+    terminal summary reads it)."""
+    return request.config.stash.setdefault(AGREEMENT, Agreement(BACKENDS))
 
 
 @pytest.fixture
-def observe(request, cloud):
-    """observe(key, value): record what this backend answered, for the cross-backend check."""
-    scenario = request.node.originalname
+def observe(request, cloud, agreement) -> Iterator:
+    """observe(key, value): record what this backend answered. Once the scenario has run on every
+    backend, the last run's teardown compares the answers: a difference fails it."""
+    # The test without its backend: "test_aggregates.py::test_add_unknown_host".
+    scenario = request.node.nodeid.split("[", 1)[0].rsplit("/", 1)[-1]
 
     def record(key: str, value) -> None:
-        OBSERVED.setdefault(cloud.name, {})[(scenario, key)] = value
+        agreement.record(scenario, cloud.name, key, value)
 
-    return record
+    yield record
+    comparison = agreement.finished(scenario, cloud.name)
+    if comparison is None:
+        return
+    for line in comparison.wording:
+        warnings.warn(f"message wording differs: {line}", stacklevel=1)
+    assert not comparison.disagreements, "novasim and real Nova disagree:\n" + "\n".join(
+        comparison.disagreements
+    )
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    summary = config.stash[AGREEMENT].summary() if AGREEMENT in config.stash else None
+    if summary:
+        terminalreporter.write_line(summary)

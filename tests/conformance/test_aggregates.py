@@ -6,7 +6,8 @@ Expected texts are real Nova 34's (ids and names normalized: `<L40-n3>` is that 
 from __future__ import annotations
 
 import pytest
-from checks import aggregate_state, check_error
+
+from tests.conformance.checks import aggregate_state, check_error
 
 pytestmark = pytest.mark.conformance
 

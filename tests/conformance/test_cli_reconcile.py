@@ -4,7 +4,8 @@ resulting membership on novasim and on a real Nova 34."""
 from __future__ import annotations
 
 import pytest
-from checks import aggregate_state, run_reconcile, service_state
+
+from tests.conformance.checks import aggregate_state, run_reconcile, service_state
 
 pytestmark = pytest.mark.conformance
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from checks import check_error
+
+from tests.conformance.checks import check_error
 
 pytestmark = pytest.mark.conformance
 

@@ -1,6 +1,6 @@
 """gpupool with least privilege, on the real Nova 34 + Placement 16 (real Nova only).
 
-scripts/realnova runs Nova and Placement with the policy overrides of manifests/openstack/ (Nova's
+testbed/realnova runs Nova and Placement with the policy overrides of manifests/openstack/ (Nova's
 as `[oslo_policy] policy_file`, Placement's as a policy.d drop-in) and creates, in Keystone, a role
 `gpupool-operator`, a project `gpupool`, a user `gpupool` holding only that role, its application
 credential restricted to the role (clouds.yaml entry `realnova-gpupool`, the one the CLI tests use)
@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backends import Deployed, Fleet, _connect
-from checks import GPUPOOL, aggregate_state, service_state
+
+from tests.conformance.backends import Deployed, Fleet, _connect
+from tests.conformance.checks import GPUPOOL, aggregate_state, service_state
 
 pytestmark = pytest.mark.conformance
 REPO = Path(__file__).resolve().parents[2]

@@ -4,11 +4,11 @@ including the idempotent "already done" answers it recognises by Nova's messages
 from __future__ import annotations
 
 import pytest
-from checks import aggregate_state, service_state
 
 from gpupool.cloud import Cloud, RetryPolicy
 from gpupool.errors import HostNotInAggregate
 from gpupool.intent import LOCK_AGGREGATE, MoveIntent
+from tests.conformance.checks import aggregate_state, service_state
 
 pytestmark = pytest.mark.conformance
 

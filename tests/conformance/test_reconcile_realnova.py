@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from checks import aggregate_state, run_reconcile, service_state
+
+from tests.conformance.checks import aggregate_state, run_reconcile, service_state
 
 pytestmark = pytest.mark.conformance
 AGGREGATES = ["L40-n3", "L40-n3-NVLink", "L40-n3-spot"]

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from checks import check_error, service_state
+
+from tests.conformance.checks import check_error, service_state
 
 pytestmark = pytest.mark.conformance
 

@@ -1,7 +1,7 @@
 """The `kube` fixture: a real local Kubernetes control plane for e2e tests.
 
 etcd + kube-apiserver are started once per test session on free 127.0.0.1 ports by
-scripts/localkube.py and stopped at the end; kubectl is the real kubectl built at the
+testbed/localkube.py and stopped at the end; kubectl is the real kubectl built at the
 same Kubernetes version. Nothing is mocked. There is no scheduler, kubelet or
 controller-manager (as with controller-runtime's envtest): pods are never scheduled,
 deleted namespaces stay Terminating, garbage collection does not run.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,21 +23,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_localkube():
-    name = "localkube"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "localkube.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-localkube = _load_localkube()
+from testbed import localkube
 
 
 class KubectlError(subprocess.CalledProcessError):

@@ -87,7 +87,7 @@ def new_peering() -> str:
     return f"gpupool-e2e-{os.getpid()}-{next(_peerings)}"
 
 
-new_lease = new_peering  # the former name, still used by bench/operator_steady_state.py
+new_lease = new_peering  # the former name, still used by test_operator.py
 
 
 PEERING_CRD = REPO / "crds" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"

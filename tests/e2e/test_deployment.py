@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_helpers import (
+
+from novasim.testing import SimProcess
+from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
     condition,
@@ -24,8 +26,6 @@ from operator_helpers import (
     peering_records,
     wait_for,
 )
-
-from novasim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 FLEET = {

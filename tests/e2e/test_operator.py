@@ -7,7 +7,9 @@ import re
 import time
 
 import pytest
-from operator_helpers import (
+
+from novasim.testing import SimProcess
+from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
     condition,
@@ -20,8 +22,6 @@ from operator_helpers import (
     status,
     wait_for,
 )
-
-from novasim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,9 @@ import time
 
 import pytest
 import yaml
-from operator_helpers import (
+
+from novasim.testing import SimProcess
+from tests.e2e.operator_helpers import (
     GPUPOOL,
     REPO,
     OperatorProcess,
@@ -27,8 +29,6 @@ from operator_helpers import (
     members,
     wait_for,
 )
-
-from novasim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 

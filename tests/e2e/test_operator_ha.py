@@ -10,7 +10,10 @@ import signal
 import time
 
 import pytest
-from operator_helpers import (
+
+from novasim.testing import SimProcess
+from testbed.tcp_proxy import TcpProxy
+from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
     condition,
@@ -22,9 +25,6 @@ from operator_helpers import (
     new_peering,
     wait_for,
 )
-from tcp_proxy import TcpProxy
-
-from novasim.testing import SimProcess
 
 pytestmark = pytest.mark.e2e
 

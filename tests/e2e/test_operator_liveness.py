@@ -8,9 +8,9 @@ import socket
 import urllib.request
 
 import pytest
-from operator_helpers import REPO, OperatorProcess, new_peering, wait_for
 
 from novasim.testing import SimProcess
+from tests.e2e.operator_helpers import REPO, OperatorProcess, new_peering, wait_for
 
 pytestmark = pytest.mark.e2e
 

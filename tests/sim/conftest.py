@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # reconcile_helpers
-
-from novasim.testing import SimProcess  # noqa: E402
+from novasim.testing import SimProcess
 
 
 @pytest.fixture

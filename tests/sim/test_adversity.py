@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 
-from reconcile_helpers import (
+from tests.sim.reconcile_helpers import (
     GPUPOOL,
     assert_fleet_rules,
     membership,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 import yaml
-from reconcile_helpers import membership, pool_spec, run_gpupool, small_fleet, write_spec
+
+from tests.sim.reconcile_helpers import membership, pool_spec, run_gpupool, small_fleet, write_spec
 
 ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
 

@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 
 import yaml
-from reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
+
+from tests.sim.reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,9 @@ import subprocess
 from dataclasses import dataclass
 
 import pytest
-from reconcile_helpers import (
+
+from novasim.testing import SimProcess
+from tests.sim.reconcile_helpers import (
     GPUPOOL,
     assert_fleet_rules,
     membership,
@@ -25,8 +27,6 @@ from reconcile_helpers import (
     small_fleet,
     write_spec,
 )
-
-from novasim.testing import SimProcess
 
 ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
 SERVICE = "/compute/v2.1/os-services/{service_id}"

@@ -16,10 +16,10 @@ import subprocess
 
 import openstack
 import openstack.config
-from reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
 
 from gpupool.intent import parse_reason
 from novasim.testing import SimProcess
+from tests.sim.reconcile_helpers import GPUPOOL, membership, pool_spec, run_gpupool, small_fleet, write_spec
 
 ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
 

@@ -25,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from reconcile_helpers import GPUPOOL, write_spec
 
 from gpupool.intent import parse_reason
 from novasim.testing import SimError, SimProcess
+from tests.sim.reconcile_helpers import GPUPOOL, write_spec
 
 SCENARIOS = int(os.environ.get("GPUPOOL_RANDOM_SCENARIOS", "200"))
 BASE = int(os.environ.get("GPUPOOL_RANDOM_BASE", "0"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from reconcile_helpers import (
+from tests.sim.reconcile_helpers import (
     MANAGED,
     assert_fleet_rules,
     membership,

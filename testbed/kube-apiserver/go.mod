@@ -2,7 +2,7 @@
 // k8s.io/kubernetes uses replace directives for its staging modules, so
 // `go install k8s.io/kubernetes/cmd/...@version` is refused; this module repeats
 // them, pinned to the matching published staging versions. See
-// docs/local-control-plane.md and scripts/localkube.py.
+// docs/local-control-plane.md and testbed/localkube.py.
 module gpupool.local/kube-apiserver
 
 go 1.24.0

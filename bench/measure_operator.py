@@ -1,8 +1,8 @@
-"""Measure the operator by hand (not collected by pytest): how soon it reacts and what it costs Nova.
+"""Measure the operator by hand: how soon it reacts and what it costs Nova.
 
-    .venv/bin/python tests/e2e/measure_operator.py [--short-interval 2] [--window 30] [--default-window 125]
+    .venv/bin/python -m bench.measure_operator [--short-interval 2] [--window 30] [--default-window 125]
 
-Starts what the e2e tests start: a local kube-apiserver + etcd (scripts/localkube.py), novasim and
+Starts what the e2e tests start: a local kube-apiserver + etcd (testbed/localkube.py), novasim and
 `gpupool run` as a real process (one replica, peered), and applies GpuHostPools with kubectl.
 Reports:
   * the time from `kubectl apply` to the first Nova request (median of 5 applies, operator idle);
@@ -14,7 +14,6 @@ Reports:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import subprocess
 import sys
@@ -24,21 +23,15 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-from operator_helpers import OperatorProcess, new_peering, wait_for  # noqa: E402
+from novasim.testing import SimProcess
+from testbed import localkube
+from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_for
 
-from novasim.testing import SimProcess  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 HOSTS_PER_TYPE = 10
 
 
 def start_control_plane():
-    spec = importlib.util.spec_from_file_location("localkube", ROOT / "scripts" / "localkube.py")
-    localkube = importlib.util.module_from_spec(spec)
-    sys.modules["localkube"] = localkube
-    spec.loader.exec_module(localkube)
     localkube.ensure_binaries()
     return localkube.start()
 

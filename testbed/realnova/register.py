@@ -1,6 +1,6 @@
 """Register compute hosts and their instances in the real Nova, through nova's own objects.
 
-Runs inside the real-Nova venv (realnova.py starts it with OS_NOVA_CONFIG_DIR set). Reads JSON
+Runs inside the real-Nova venv (services.py starts it with OS_NOVA_CONFIG_DIR set). Reads JSON
 on stdin and writes JSON on stdout:
 
     {"project_id": "...",

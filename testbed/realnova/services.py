@@ -1,11 +1,12 @@
 """A real OpenStack Nova (nova-api + Keystone + Placement) on 127.0.0.1, for the conformance tier.
 
-Stdlib only: runs with any Python >= 3.10 and is imported by tests/conformance/conftest.py.
+Stdlib only: runs with any Python >= 3.10 and is imported by tests/conformance/conftest.py
+(`from testbed.realnova import RealNova, ensure_installed`). From the repo root:
 
-    python scripts/realnova/realnova.py install              # once per machine (cached venv)
-    python scripts/realnova/realnova.py up --state-dir DIR   # start; prints the export line
-    python scripts/realnova/realnova.py register --state-dir DIR < fleet.json
-    python scripts/realnova/realnova.py down --state-dir DIR
+    python -m testbed.realnova install              # once per machine (cached venv)
+    python -m testbed.realnova up --state-dir DIR   # start; prints the export line
+    python -m testbed.realnova register --state-dir DIR < fleet.json
+    python -m testbed.realnova down --state-dir DIR
 
 What runs: Keystone (fernet tokens), Placement and nova-api, each under gunicorn with SQLite
 databases, plus a stub network service that answers empty lists (netstub.py). No nova-compute:
@@ -45,6 +46,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+# The package directory: the service configs, and the scripts the real-Nova venv runs by path.
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 # gpupool's least-privilege policy overrides, as shipped (docs/openstack-access.md).
@@ -61,7 +63,7 @@ REQUIREMENTS = [
     "gunicorn",
 ]
 CLOUD_NAME = "realnova"
-# Least privilege (docs/openstack-access.md): what realnova.py creates in Keystone at each start.
+# Least privilege (docs/openstack-access.md): what RealNova.up() creates in Keystone at each start.
 LP_ROLE = "gpupool-operator"
 LP_PROJECT = "gpupool"
 LP_USER = "gpupool"  # holds LP_ROLE on LP_PROJECT, nothing else
@@ -882,7 +884,9 @@ def _stop(pid: int, name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m testbed.realnova",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("install", help="build the cached venv (once per machine)")

@@ -1,0 +1,18 @@
+"""The testbed: real services gpupool is tested and measured against, on 127.0.0.1, no cloud and
+no cluster needed. Each part is a module to import and a `python -m` command, run from the repo
+root.
+
+  localkube    a local Kubernetes control plane: real etcd + kube-apiserver, real kubectl
+               (`python3 -m testbed.localkube build|up|down|env|paths`). The binaries are built
+               once per machine from the Go module in kube-apiserver/.
+  realnova     a real OpenStack Nova: nova-api + Keystone + Placement in a cached venv
+               (`python -m testbed.realnova install|up|down|env|status|register`).
+  tcp_proxy    a TCP proxy that can stall or reset the connections through it (the HA tests put
+               it between a replica and the kube-apiserver).
+
+Next: NetBox and Prometheus, each as a module of its own here.
+
+The simulated cloud, novasim, is not here: it ships with gpupool (operator/novasim, `gpupool sim`).
+Nothing here imports more than the standard library at import time, so `localkube build` runs
+with the system python3 before the project's venv exists.
+"""
