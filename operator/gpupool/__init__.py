@@ -1,3 +1,3 @@
 """gpupool-operator: declarative Nova host-aggregate pools for GPU clouds."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

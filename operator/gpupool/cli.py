@@ -166,6 +166,18 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)",
     )
     parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="ADDR",
+        help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["plain", "json"],
+        default="plain",
+        help="log lines as plain text or as JSON objects, for log pipelines (default plain)",
+    )
+    parser.add_argument(
         "--peering",
         default="gpupool-operator",
         metavar="NAME",

@@ -22,7 +22,7 @@ import openstack.config
 from keystoneauth1 import exceptions as ksa_exceptions
 from openstack import exceptions as sdk_exceptions
 
-from . import novajson
+from . import metrics, novajson
 from .errors import (
     AlreadyAMember,
     CloudAuthError,
@@ -174,8 +174,21 @@ class Cloud:
             self._retry.attempts,
         ) from None
 
+    def _request(self, service: str, method: str, path: str, **kwargs: Any):
+        """One HTTP request to Nova ("compute") or Placement, timed and counted by route template
+        (metrics.py): every request gpupool makes passes here."""
+        adapter = self._conn.compute if service == "compute" else self._conn.placement
+        started = time.monotonic()
+        code = None
+        try:
+            response = adapter.request(path, method, **kwargs)
+            code = response.status_code
+            return response
+        finally:
+            metrics.nova_request(method, path, code, time.monotonic() - started)
+
     def _get_json(self, path: str, microversion: str | None = None) -> dict[str, Any]:
-        response = self._conn.compute.get(path, microversion=microversion)
+        response = self._request("compute", "GET", path, microversion=microversion)
         sdk_exceptions.raise_from_response(response)
         return response.json()
 
@@ -272,7 +285,9 @@ class Cloud:
             return (f"{host.name} has no compute node to check",)
 
         def read() -> tuple[str, ...]:
-            response = self._conn.placement.get(
+            response = self._request(
+                "placement",
+                "GET",
                 f"/resource_providers/{quote(host.hypervisor_id or '')}/allocations",
                 microversion=PLACEMENT_MICROVERSION,
             )
@@ -287,7 +302,9 @@ class Cloud:
         self._call(
             f"disable nova-compute on {host.name}",
             lambda: _checked(
-                self._conn.compute.put(
+                self._request(
+                    "compute",
+                    "PUT",
                     f"/os-services/{host.service_id}",
                     json={"status": "disabled", "disabled_reason": reason},
                     microversion=SERVICE_UPDATE_MICROVERSION,
@@ -299,7 +316,9 @@ class Cloud:
         self._call(
             f"enable nova-compute on {host.name}",
             lambda: _checked(
-                self._conn.compute.put(
+                self._request(
+                    "compute",
+                    "PUT",
                     f"/os-services/{host.service_id}",
                     json={"status": "enabled"},
                     microversion=SERVICE_UPDATE_MICROVERSION,
@@ -345,8 +364,12 @@ class Cloud:
     def _aggregate_action(self, aggregate: Aggregate, body: dict) -> frozenset[str] | None:
         """POST an aggregate action; the members Nova answers with. Raw JSON, as in snapshot():
         the SDK's Aggregate object costs ~2 ms of CPU per call for a 2,000-host aggregate."""
-        response = self._conn.compute.post(
-            f"/os-aggregates/{aggregate.id}/action", json=body, microversion=AGGREGATE_MICROVERSION
+        response = self._request(
+            "compute",
+            "POST",
+            f"/os-aggregates/{aggregate.id}/action",
+            json=body,
+            microversion=AGGREGATE_MICROVERSION,
         )
         _checked(response)
         return novajson.aggregate_members(response.json())
@@ -373,8 +396,12 @@ class Cloud:
         """Create an empty aggregate; None when one of that name exists (Nova keeps names unique)."""
 
         def create() -> Aggregate:
-            response = self._conn.compute.post(
-                "/os-aggregates", json={"aggregate": {"name": name}}, microversion=AGGREGATE_MICROVERSION
+            response = self._request(
+                "compute",
+                "POST",
+                "/os-aggregates",
+                json={"aggregate": {"name": name}},
+                microversion=AGGREGATE_MICROVERSION,
             )
             _checked(response)
             return novajson.aggregate(response.json()["aggregate"])
@@ -389,8 +416,8 @@ class Cloud:
 
         def delete() -> None:
             _checked(
-                self._conn.compute.delete(
-                    f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION
+                self._request(
+                    "compute", "DELETE", f"/os-aggregates/{aggregate.id}", microversion=AGGREGATE_MICROVERSION
                 )
             )
 

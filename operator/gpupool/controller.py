@@ -19,14 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from . import metrics
 from .api import GpuHostPoolSpec, SpecError, parse_pool
 from .conflicts import find_conflicts, neighbours_of
 from .errors import CloudError
-from .model import Neighbours, Outcome, Snapshot
+from .model import Neighbours, Outcome, PassReport, Snapshot
 from .movelock import FencedCloud, MoveLock
 from .ports import ClosableCloud, CloudPort, KubePort
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
+from .status import verdict, verdict_of
 
 log = logging.getLogger(__name__)
 # After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
@@ -95,6 +97,46 @@ def _config_stamp() -> tuple | None:
     except OSError:
         return None
     return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+class MeteredPublisher:
+    """A resource's StatusPublisher that also records what it publishes as metrics (metrics.py)."""
+
+    def __init__(self, publisher: StatusPublisher, name: str):
+        self._publisher = publisher
+        self._name = name
+
+    def update(self, report: PassReport) -> None:
+        self._publisher.update(report)
+        metrics.pass_reported(self._name, report, verdict_of(report), {}, time.time())
+
+    def final(self, report: PassReport, returned: bool | None = None) -> None:
+        self._publisher.final(report, returned=returned)
+        metrics.pass_reported(self._name, report, verdict_of(report), {}, time.time())
+        metrics.moves_finished(self._name, [(str(r.outcome), r.seconds) for r in report.results])
+
+    def seen(self) -> None:
+        self._publisher.seen()
+
+    def invalid(self, problems: str) -> None:
+        self._publisher.invalid(problems)
+        metrics.verdict_reported(self._name, verdict("InvalidSpec", problems))
+
+    def conflict(self, message: str) -> None:
+        self._publisher.conflict(message)
+        metrics.verdict_reported(self._name, verdict("Conflict", message))
+
+    def cloud_error(self, message: str) -> None:
+        self._publisher.cloud_error(message)
+        metrics.verdict_reported(self._name, verdict("CloudError", message))
+
+    def failed(self, message: str) -> None:
+        self._publisher.failed(message)
+        metrics.verdict_reported(self._name, verdict("InternalError", message))
+
+    def waiting(self, message: str) -> None:
+        self._publisher.waiting(message)
+        metrics.verdict_reported(self._name, verdict("OtherProcessMoving", message))
 
 
 class Leadership(Protocol):
@@ -169,6 +211,7 @@ class Controller:
 
     def run(self) -> None:
         while not self.stop.is_set():
+            metrics.ACTING.set(1 if self.leadership.leading.is_set() else 0)
             if not self.leadership.leading.is_set():
                 self._release_locks()  # a standby moves nothing: let others (the CLI) move meanwhile
                 self.wake.wait(1.0)
@@ -186,6 +229,13 @@ class Controller:
             cloud.close()
 
     def round(self) -> float:
+        started = time.monotonic()
+        try:
+            return self._round()
+        finally:
+            metrics.ROUND_DURATION.observe(time.monotonic() - started)
+
+    def _round(self) -> float:
         """One round over every GpuHostPool; returns how long to wait before the next one:
         0 after progress (or a pass cut short), a few seconds while another process holds a
         cloud's move lock, else the drift-check interval."""
@@ -194,6 +244,7 @@ class Controller:
         views = [parse(body) for body in self.kube.list_pools()]
         for gone in set(self._mail) - {v.name for v in views}:
             del self._mail[gone]  # deleted: nothing left to tell it
+            metrics.resource_gone(gone)
         for view in views:
             if view.error:
                 self._publisher(view).invalid(view.error)
@@ -328,11 +379,12 @@ class Controller:
         progressed = any(r.outcome in (Outcome.MOVED, Outcome.ROLLED_BACK) for r in report.results)
         return (progressed and report.breaker is None) or should_stop()
 
-    def _publisher(self, view: PoolView) -> StatusPublisher:
+    def _publisher(self, view: PoolView) -> MeteredPublisher:
         """A publisher for this round, with what earlier rounds could not deliver; it writes the
-        status only while this replica leads."""
+        status only while this replica leads, and the metrics always."""
         mailbox = self._mail.setdefault(view.name, Mailbox())
-        return StatusPublisher(self.kube, view.body, mailbox, may_write=self.leadership.leading.is_set)
+        publisher = StatusPublisher(self.kube, view.body, mailbox, may_write=self.leadership.leading.is_set)
+        return MeteredPublisher(publisher, view.name)
 
     def _cloud(self, name: str) -> ClosableCloud:
         """The connection to a cloud; a new one when clouds.yaml changed (a rotated credentials

@@ -263,6 +263,8 @@ class MoveResult:
     refused_by: str | None = None
     # This process lost the cloud's move lock before a write: it stopped there, writing nothing.
     fenced: bool = False
+    # How long the move took, from its first step to this result.
+    seconds: float = 0.0
 
 
 ProgressCallback = Callable[[Move, Step], None]

@@ -105,6 +105,7 @@ class _Attempt:
         self.move = move = replace(move, move_id=move_id)  # every step and result names the move
         self.reason = MoveIntent(move.host, move.source, move.target, move_id).reason()
         self.step: Step | None = None
+        self.began = time.monotonic()
         self.now: HostNow | None = None
         self.observed: list[Observed] = []
 
@@ -446,6 +447,7 @@ class _Attempt:
             location=location,
             now=now if not intent_left else None,
             refused_by=refused_by,
+            seconds=time.monotonic() - self.began,
         )
 
 

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import kopf
 
+from . import metrics
 from .cloud import Cloud
 from .controller import Controller
 from .handlers import kopf_settings, registry_for
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     first (no new move starts, moves under way finish), then kopf, which drops this replica's
     peering record last, so a standby takes over only once nothing moves here any more.
     """
+    if args.log_format == "json":
+        kopf.configure(log_format=kopf.LogFormat.JSON)  # our lines and kopf's, one JSON object each
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         leadership = PeeringLeadership(
             kube, args.peering, priority, args.peering_lifetime, watchdog_s=args.watchdog
         )
+    if args.metrics:
+        metrics.serve(args.metrics)  # every replica: a standby says it is not acting
     namespace, _, name = args.kill_switch.partition("/")
     controller = Controller(
         kube,
