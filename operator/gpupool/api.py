@@ -173,6 +173,14 @@ class GpuHostPoolSpec(_Model):
     cloud: str = Field(
         default="default", min_length=1, description="Entry of the clouds.yaml the operator mounts."
     )
+    gpus_per_host: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        strict=True,
+        description="GPUs each host of this type carries (e.g. 8): each pool's GPU total is its hosts times "
+        "this. Without it the status shows GPUs in use only (counted from the instances' flavors).",
+    )
     on_demand: OnDemandSpec = Field(
         default_factory=OnDemandSpec, description="The on-demand reservoir of hosts not in any other pool."
     )
@@ -355,6 +363,7 @@ class PoolStatus(_Model):
     desired: int = Field(description="Hosts the spec asks for.")
     current: int = Field(description="Hosts in the aggregate now.")
     moving: int = Field(default=0, description="Moves into or out of the pool under way.")
+    gpus: GpuCounts | None = Field(default=None, description="GPU usage of the pool's hosts, when known.")
     hosts: list[str] = Field(default_factory=list, description="Hosts in the aggregate now, sorted.")
 
 
@@ -364,6 +373,7 @@ class OnDemandStatus(_Model):
     movable: int = Field(
         default=0, description="On-demand hosts that may move: up, enabled, empty, not excluded."
     )
+    gpus: GpuCounts | None = Field(default=None, description="GPU usage of the on-demand hosts, when known.")
 
 
 class PoolsStatus(_Model):
@@ -373,6 +383,11 @@ class PoolsStatus(_Model):
         default_factory=list, description="The contract pools, in spec order."
     )
     on_demand: OnDemandStatus = Field(default_factory=OnDemandStatus, description="The on-demand reservoir.")
+
+
+class GpuCounts(_Model):
+    used: int = Field(default=0, description="GPUs the pool's instances use (from their flavors).")
+    total: int | None = Field(default=None, description="GPUs the pool's hosts carry (spec.gpusPerHost).")
 
 
 class HostCounts(_Model):

@@ -472,6 +472,7 @@ def _plan(args) -> int:
     docs = []
     with _clouds(pools, args) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
+        gpus = {name: cloud.gpus_in_use() for name, cloud in clouds.items()}
         for pool in pools:
             if pool.name in conflicts:
                 status = _conflict_status(conflicts[pool.name])
@@ -486,6 +487,8 @@ def _plan(args) -> int:
                 ),
                 dry_run=True,
                 finished=True,
+                gpu_usage=gpus[_cloud_of(pool, args)],
+                gpus_per_host=pool.spec.gpus_per_host,
             )
             status = wire(build_status(report, now=time.time()))
             # What a plan says is in plannedMoves and blockers; conditions describe a resource's

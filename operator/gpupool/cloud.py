@@ -51,6 +51,9 @@ AGGREGATE_MICROVERSION = "2.41"
 SERVICE_UPDATE_MICROVERSION = "2.53"
 # Placement's allocations of a resource provider exist since 1.0; nothing we read changed since.
 PLACEMENT_MICROVERSION = "1.0"
+# Servers carry their flavor's extra specs from 2.47 (the GPU usage reads them).
+FLAVOR_EXTRA_SPECS_MICROVERSION = "2.47"
+SERVERS_PAGE = 1000
 
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 
@@ -243,6 +246,23 @@ class Cloud:
             for host, node in page_nodes.items():
                 nodes.setdefault(host, node)
         return counts, nodes
+
+    def gpus_in_use(self) -> dict[str, int]:
+        """{host: GPUs its instances use}, from every server's flavor (one paged list across all
+        projects, 1,000 servers a page; only hosts with GPU instances appear)."""
+
+        def read() -> dict[str, int]:
+            used: dict[str, int] = {}
+            path: str | None = f"/servers/detail?all_tenants=1&limit={SERVERS_PAGE}"
+            while path:
+                page, path = novajson.gpus_page(
+                    self._get_json(path, microversion=FLAVOR_EXTRA_SPECS_MICROVERSION)
+                )
+                for host, count in page.items():
+                    used[host] = used.get(host, 0) + count
+            return {host: count for host, count in used.items() if count}
+
+        return self._call("count the GPUs instances use", read)
 
     def host_now(self, host: Host) -> HostNow:
         """The host's service (status, state, reason) and its instances, in one request.

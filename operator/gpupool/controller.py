@@ -28,7 +28,7 @@ from .movelock import FencedCloud, MoveLock
 from .ports import ClosableCloud, CloudPort, KubePort
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
-from .status import verdict, verdict_of
+from .status import gpus_per_pool, verdict, verdict_of
 
 log = logging.getLogger(__name__)
 # After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
@@ -108,11 +108,11 @@ class MeteredPublisher:
 
     def update(self, report: PassReport) -> None:
         self._publisher.update(report)
-        metrics.pass_reported(self._name, report, verdict_of(report), {}, time.time())
+        metrics.pass_reported(self._name, report, verdict_of(report), _gpus(report), time.time())
 
     def final(self, report: PassReport, returned: bool | None = None) -> None:
         self._publisher.final(report, returned=returned)
-        metrics.pass_reported(self._name, report, verdict_of(report), {}, time.time())
+        metrics.pass_reported(self._name, report, verdict_of(report), _gpus(report), time.time())
         metrics.moves_finished(self._name, [(str(r.outcome), r.seconds) for r in report.results])
 
     def seen(self) -> None:
@@ -139,6 +139,10 @@ class MeteredPublisher:
         metrics.verdict_reported(self._name, verdict("OtherProcessMoving", message))
 
 
+def _gpus(report: PassReport) -> dict[str, tuple[int, int | None]]:
+    return {label: (counts.used, counts.total) for label, counts in gpus_per_pool(report).items()}
+
+
 class Leadership(Protocol):
     """peering.py: set while this replica is the one that acts."""
 
@@ -156,6 +160,9 @@ class Controller:
     # The operator's own kill switch: while this ConfigMap exists, no move starts on any cloud.
     kill_switch_ref: tuple[str, str] | None = None  # (namespace, name)
     lock_ttl_s: float = 30.0
+    # How often GPU usage is read per cloud (a paged server list, 1,000 servers a request); 0: never.
+    gpu_usage_interval_s: float = 300.0
+    _gpu_usage: dict[str, tuple[float, dict[str, int]]] = field(default_factory=dict)
     _kill_switch_read: tuple[float, str | None] = (float("-inf"), None)
     wake: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -322,10 +329,12 @@ class Controller:
                 if not specs:
                     self._forget(cloud_name)
             return 5.0 if waiting else self.interval_s
+        gpus = self._gpus(cloud)
         with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"pass-{cloud_name}") as pool:
             busy = list(
                 pool.map(
-                    lambda v: self._pass(cloud, lock, snapshot, v, specs[v.name], neighbours[v.name]), group
+                    lambda v: self._pass(cloud, lock, snapshot, v, specs[v.name], neighbours[v.name], gpus),
+                    group,
                 )
             )
         if not any(busy) and not waiting:
@@ -340,6 +349,7 @@ class Controller:
         view: PoolView,
         spec: GpuHostPoolSpec,
         neighbours: Neighbours,
+        gpus: dict[str, int] | None = None,
     ) -> bool:
         """One resource's pass; True when another round should follow at once. Whatever goes wrong
         stays with this resource: the others' passes in the round run on."""
@@ -359,6 +369,7 @@ class Controller:
                 should_stop=should_stop,
                 neighbours=neighbours,
                 kill_switch=self.kill_switch,
+                gpu_usage=gpus,
             )
         except CloudError as exc:
             publisher.cloud_error(str(exc))
@@ -399,6 +410,22 @@ class Controller:
             cloud = self._clouds[name] = self.cloud_factory(name)
             self._config_stamps[name] = stamp
         return cloud
+
+    def _gpus(self, cloud: CloudPort) -> dict[str, int] | None:
+        """GPU usage per host on this cloud, read again when older than gpu_usage_interval_s (the
+        passes of one round share it). A failed read keeps the last one: it is a report, not a guard."""
+        if self.gpu_usage_interval_s <= 0:
+            return None
+        read_at, usage = self._gpu_usage.get(cloud.cloud_name, (float("-inf"), None))
+        if time.monotonic() - read_at < self.gpu_usage_interval_s:
+            return usage
+        try:
+            usage = cloud.gpus_in_use()
+        except CloudError as exc:
+            log.warning("could not read GPU usage on %s: %s", cloud.cloud_name, exc)
+            return usage
+        self._gpu_usage[cloud.cloud_name] = (time.monotonic(), usage)
+        return usage
 
     def _move_lock(self, name: str, cloud: CloudPort) -> MoveLock:
         lock = self._locks.get(name)

@@ -171,6 +171,9 @@ class OnDemandState:
     aggregates: tuple[str, ...]
     hosts: int
     movable: int
+    # The on-demand hosts by name (for per-pool GPU usage); derived from the counts' source, so not
+    # part of equality.
+    members: tuple[HostName, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,9 @@ class PassReport:
     breaker: str | None = None
     # A kill switch is on (the cloud's gpupool-stop aggregate, or the operator's own): why.
     stopped: str | None = None
+    # GPUs in use per host (from the instances' flavors), when read; and spec.gpusPerHost.
+    gpu_usage: Mapping[HostName, int] | None = None
+    gpus_per_host: int | None = None
 
     @property
     def needs_attention(self) -> list[MoveResult]:

@@ -318,6 +318,9 @@ class FencedCloud:
     def aggregates_holding(self, host: str) -> frozenset[str]:
         return self._cloud.aggregates_holding(host)
 
+    def gpus_in_use(self) -> dict[str, int]:
+        return self._cloud.gpus_in_use()
+
     def get_aggregate(self, aggregate: Aggregate) -> Aggregate | None:
         return self._cloud.get_aggregate(aggregate)
 

@@ -8,6 +8,7 @@ status counts as disabled, one without a state as down (never as movable).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -105,12 +106,50 @@ def consumers(body: Body) -> tuple[str, ...]:
     return tuple(sorted((body.get("allocations") or {}).keys()))
 
 
-def next_link(links: Iterable[Mapping[str, str]] | None) -> str | None:
-    """The path of the hypervisor list's next page (its `hypervisors_links` with rel "next"): the
-    link is absolute, the client wants the path below the compute endpoint."""
+def next_link(links: Iterable[Mapping[str, str]] | None, collection: str = "/os-hypervisors") -> str | None:
+    """The path of a list's next page (its `*_links` with rel "next"): the link is absolute, the
+    client wants the path below the compute endpoint, from `collection` on."""
     for link in links or ():
         if link.get("rel") == "next":
             href = link["href"]
-            index = href.find("/os-hypervisors")
+            index = href.find(collection)
             return href[index:] if index >= 0 else None
     return None
+
+
+# -- GPUs ----------------------------------------------------------------------------------------
+
+# Placement resource classes that are GPUs: virtual GPUs, and whole devices reported in Placement
+# (Nova's `[pci] report_in_placement` names them CUSTOM_PCI_<vendor>_<product>; 10DE is NVIDIA) or
+# given a name with GPU in it by the operator of the cloud.
+_GPU_RESOURCE = re.compile(r"^resources\d*:(VGPU|PGPU|CUSTOM_PCI_10DE_\w+|CUSTOM_\w*GPU\w*)$", re.IGNORECASE)
+
+
+def gpus_of(extra_specs: Mapping[str, str]) -> int:
+    """GPUs a flavor gives its instance. PCI passthrough (what GPU clouds use for whole GPUs):
+    `pci_passthrough:alias` = "l40:2" or "a:1,b:1", each alias's count summed. Otherwise Placement
+    resources: `resources:VGPU=1`, `resources1:CUSTOM_PCI_10DE_26B5=2` (granular groups too). Never
+    both: with PCI in Placement, Nova derives the resources from the alias."""
+    alias = extra_specs.get("pci_passthrough:alias")
+    if alias:
+        total = 0
+        for part in alias.split(","):
+            _, _, count = part.strip().partition(":")
+            total += int(count) if count.strip().isdigit() else 1
+        return total
+    return sum(
+        int(value) for key, value in extra_specs.items() if _GPU_RESOURCE.match(key) and str(value).isdigit()
+    )
+
+
+def gpus_page(body: Body) -> tuple[dict[HostName, int], str | None]:
+    """One page of `GET /servers/detail?all_tenants=1` (2.47+: the flavor with its extra specs is
+    in each server): ({host: GPUs its instances use}, the next page's path or None). A server on
+    no host (a build not yet claimed, a shelved one) holds no host's GPUs."""
+    used: dict[HostName, int] = {}
+    for server in body.get("servers") or ():
+        host = server.get("OS-EXT-SRV-ATTR:host")
+        flavor = server.get("flavor") or {}
+        if host:
+            used[host] = used.get(host, 0) + gpus_of(flavor.get("extra_specs") or {})
+    return used, next_link(body.get("servers_links"), "/servers")

@@ -725,5 +725,10 @@ def _pools_state(
         spot=targets.get("spot"),
         runpod=targets.get("runpod"),
         contracts=tuple(s for label, s in targets.items() if is_contract_label(label)),
-        on_demand=OnDemandState(tuple(spec.on_demand_aggregates()), len(on_demand_hosts), len(supply)),
+        on_demand=OnDemandState(
+            tuple(spec.on_demand_aggregates()),
+            len(on_demand_hosts),
+            len(supply),
+            tuple(sorted(on_demand_hosts, key=natural_key)),
+        ),
     )

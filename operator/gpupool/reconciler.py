@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
@@ -232,6 +232,7 @@ class Reconciler:
         should_stop: Callable[[], bool] | None = None,
         neighbours: Neighbours | None = None,
         kill_switch: Callable[[], str | None] | None = None,
+        gpu_usage: Mapping[str, int] | None = None,
     ) -> PassReport:
         """One pass. Calls `on_report` whenever something changed (moves start or end).
 
@@ -253,6 +254,7 @@ class Reconciler:
             neighbours,
             kill_switch or (lambda: None),
             self._fence,
+            gpu_usage,
         ).run()
 
 
@@ -270,6 +272,7 @@ class _Pass:
         neighbours: Neighbours | None,
         kill_switch: Callable[[], str | None],
         fence: Callable[[], None] | None = None,
+        gpu_usage: Mapping[str, int] | None = None,
     ):
         self.cloud, self.clock, self.spec, self.snapshot = cloud, clock, spec, snapshot
         self.notify, self.stop, self.neighbours = notify, stop, neighbours
@@ -302,6 +305,8 @@ class _Pass:
             plan=self._plan(all_moves=not self.may_start_new),
             paused=spec.paused,
             dry_run=spec.dry_run,
+            gpu_usage=gpu_usage,
+            gpus_per_host=spec.gpus_per_host,
         )
         writer: CloudPort = FencedCloud(cloud, fence) if fence is not None else cloud
         self.mover = Mover(

@@ -13,25 +13,40 @@ def table(doc: dict) -> str:
     """One GpuHostPool's status as a small text report."""
     status = doc["status"]
     pools = status.get("pools", {})
-    rows = [("POOL", "AGGREGATE", "CURRENT", "DESIRED", "HOSTS")]
+    rows = [("POOL", "AGGREGATE", "CURRENT", "DESIRED", "GPUS", "HOSTS")]
     for label in ("spot", "runpod"):
         entry = pools.get(label)
         if entry:
             rows.append(
-                (label, entry["aggregate"], str(entry["current"]), str(entry["desired"]), _hosts(entry))
+                (
+                    label,
+                    entry["aggregate"],
+                    str(entry["current"]),
+                    str(entry["desired"]),
+                    _gpus(entry),
+                    _hosts(entry),
+                )
             )
     for entry in pools.get("contracts", []):
         rows.append(
-            ("contract", entry["aggregate"], str(entry["current"]), str(entry["desired"]), _hosts(entry))
+            (
+                "contract",
+                entry["aggregate"],
+                str(entry["current"]),
+                str(entry["desired"]),
+                _gpus(entry),
+                _hosts(entry),
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"GpuHostPool {doc['name']}"]
     lines += ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     on_demand = pools.get("onDemand")
     if on_demand:
+        gpus = f", GPUs {_gpus(on_demand)}" if on_demand.get("gpus") else ""
         lines.append(
             f"  on-demand {', '.join(on_demand.get('aggregates', []))}: "
-            f"{on_demand.get('hosts', 0)} hosts, {on_demand.get('movable', 0)} movable"
+            f"{on_demand.get('hosts', 0)} hosts, {on_demand.get('movable', 0)} movable{gpus}"
         )
     for move in status.get("plannedMoves", []):
         lines.append(f"  would move {move['host']}: {move['from']} -> {move['to']}")
@@ -51,6 +66,15 @@ def table(doc: dict) -> str:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _gpus(entry: dict) -> str:
+    """GPUs in use out of the pool's total ("12/16"), or in use only ("12") without a total."""
+    gpus = entry.get("gpus")
+    if not gpus:
+        return "-"
+    total = gpus.get("total")
+    return f"{gpus.get('used', 0)}/{total}" if total is not None else str(gpus.get("used", 0))
 
 
 def _hosts(entry: dict) -> str:

@@ -27,6 +27,7 @@ from .api import (
     LAST_MOVES_LIMIT,
     BlockerStatus,
     Condition,
+    GpuCounts,
     GpuHostPoolStatus,
     HostCounts,
     InFlightMove,
@@ -37,7 +38,7 @@ from .api import (
     PoolStatus,
     Summary,
 )
-from .model import InFlight, Outcome, PassReport, PoolState, Verdict
+from .model import ON_DEMAND, InFlight, Outcome, PassReport, PoolState, Verdict
 
 
 def timestamp(seconds: float) -> str:
@@ -155,12 +156,15 @@ def build_status(
     pools = plan.pools
     moving = _moving_per_pool(report.in_flight)
 
+    gpus = gpus_per_pool(report)
+
     def pool_status(pool: PoolState) -> PoolStatus:
         return PoolStatus(
             aggregate=pool.aggregate,
             desired=pool.desired,
             current=pool.current,
             moving=moving.get(pool.label, 0),
+            gpus=gpus.get(pool.label),
             hosts=sorted(pool.hosts),
         )
 
@@ -189,6 +193,7 @@ def build_status(
                 aggregates=list(pools.on_demand.aggregates),
                 hosts=pools.on_demand.hosts,
                 movable=pools.on_demand.movable,
+                gpus=gpus.get(ON_DEMAND),
             ),
         ),
         total=HostCounts(
@@ -274,6 +279,24 @@ def wire(status: GpuHostPoolStatus, previous: dict[str, Any] | None = None) -> d
     for key in (previous or {}).keys() - document.keys():
         document[key] = None
     return document
+
+
+def gpus_per_pool(report: PassReport) -> dict[str, GpuCounts]:
+    """GPUs used (and, with spec.gpusPerHost, carried) by each pool's hosts, on-demand included;
+    empty when the pass had no GPU usage to go by."""
+    usage = report.gpu_usage
+    if usage is None:
+        return {}
+    per_host = report.gpus_per_host
+    pools = report.plan.pools
+    members = [(p.label, p.hosts) for p in pools.targets()] + [(ON_DEMAND, pools.on_demand.members)]
+    return {
+        label: GpuCounts(
+            used=sum(usage.get(host, 0) for host in hosts),
+            total=per_host * len(hosts) if per_host is not None else None,
+        )
+        for label, hosts in members
+    }
 
 
 def _moving_per_pool(in_flight: list[InFlight]) -> dict[str, int]:

@@ -250,7 +250,11 @@ class Control:
         for n in range(count):
             name = body.get("name") or f"{host}-oob-{len(self.state.instances_by_host.get(host, {})) + n + 1}"
             inst = self.state.start_instance(
-                host, name, body.get("flavor", "gpu.standard"), body.get("status", "ACTIVE")
+                host,
+                name,
+                body.get("flavor", "gpu.standard"),
+                body.get("status", "ACTIVE"),
+                body.get("extra_specs") or {},
             )
             started.append(inst.id)
         return web.json_response({"started": started}, status=201)

@@ -49,6 +49,8 @@ class InstanceSpec:
     name: str
     flavor: str = "gpu.standard"
     status: str = "ACTIVE"
+    # The flavor's extra specs as the server shows them (2.47+), e.g. {"pci_passthrough:alias": "l40:2"}.
+    extra_specs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -269,7 +271,7 @@ def _parse_host(where: _Where, path: tuple, entry: Any, hosts: dict[str, HostSpe
 
 def _parse_instances(where: _Where, path: tuple, value: Any, host: str) -> list[InstanceSpec]:
     if isinstance(value, bool) or not isinstance(value, int | list):
-        raise where.error(path, "a count (e.g. 2) or a list of {name, flavor, status}")
+        raise where.error(path, "a count (e.g. 2) or a list of {name, flavor, status, extra_specs}")
     if isinstance(value, int):
         if value < 0:
             raise where.error(path, "cannot be negative")
@@ -278,13 +280,25 @@ def _parse_instances(where: _Where, path: tuple, value: Any, host: str) -> list[
     for i, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise where.error(path + (i,), "each instance is a mapping with at least a name")
-        _no_unknown_keys(where, path + (i,), item, {"name", "flavor", "status"})
+        _no_unknown_keys(where, path + (i,), item, {"name", "flavor", "status", "extra_specs"})
+        extra = item.get("extra_specs", {})
+        if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+        ):
+            raise where.error(
+                path + (i, "extra_specs"), 'a mapping of strings, e.g. {"pci_passthrough:alias": "l40:2"}'
+            )
         status = str(item.get("status", "ACTIVE")).upper()
         if status not in INSTANCE_STATUSES:
             raise where.error(
                 path + (i, "status"), f"{status!r} is not a server status; use one of {INSTANCE_STATUSES}"
             )
         result.append(
-            InstanceSpec(name=item["name"], flavor=str(item.get("flavor", "gpu.standard")), status=status)
+            InstanceSpec(
+                name=item["name"],
+                flavor=str(item.get("flavor", "gpu.standard")),
+                status=status,
+                extra_specs=extra,
+            )
         )
     return result

@@ -589,7 +589,7 @@ class Nova:
                 "ephemeral": 0,
                 "swap": 0,
                 "original_name": inst.flavor,
-                "extra_specs": {},
+                "extra_specs": dict(inst.extra_specs),
             }
             if version >= (2, 47)
             else {"id": inst.flavor, "links": []}

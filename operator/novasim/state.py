@@ -57,6 +57,7 @@ class Instance:
     task_state: str | None = None
     zone: str | None = None  # availability_zone, set when scheduled
     launched: bool = True  # launched_at is set (not for a build)
+    extra_specs: dict[str, str] = field(default_factory=dict)  # its flavor's, as the server shows them
 
     @property
     def instance_name(self) -> str:
@@ -225,7 +226,7 @@ class CloudState:
                 self.nodes[host].generation += 1
         for spec in fleet.hosts.values():  # once the hosts are in their zones, as in a real cloud
             for inst in spec.instances:
-                self.start_instance(spec.name, inst.name, inst.flavor, inst.status)
+                self.start_instance(spec.name, inst.name, inst.flavor, inst.status, inst.extra_specs)
         self.version = 1
 
     def _changed(self) -> None:
@@ -444,9 +445,15 @@ class CloudState:
         return inst
 
     def start_instance(
-        self, host: str, name: str, flavor: str = "gpu.standard", status: str = "ACTIVE"
+        self,
+        host: str,
+        name: str,
+        flavor: str = "gpu.standard",
+        status: str = "ACTIVE",
+        extra_specs: dict[str, str] | None = None,
     ) -> Instance:
         inst = self._new_instance(host, name, flavor, status)
+        inst.extra_specs = dict(extra_specs or {})
         self.instances_by_host[host][inst.id] = inst
         self._changed()
         return inst

@@ -171,8 +171,14 @@ class SimProcess:
     def expire_tokens(self) -> int:
         return self._call("POST", "/tokens/expire")["expired"]
 
-    def start_instance(self, host: str, name: str | None = None, status: str = "ACTIVE") -> str:
-        body = {"status": status, **({"name": name} if name else {})}
+    def start_instance(
+        self, host: str, name: str | None = None, status: str = "ACTIVE", extra_specs: dict | None = None
+    ) -> str:
+        body = {
+            "status": status,
+            **({"name": name} if name else {}),
+            **({"extra_specs": extra_specs} if extra_specs else {}),
+        }
         return self._call("POST", f"/hosts/{host}/instances", body)["started"][0]
 
     def delete_instances(self, host: str) -> int:

@@ -5,7 +5,7 @@ on stdin and writes JSON on stdout:
 
     {"project_id": "...",
      "hosts": [{"name": "gpu-l40-001", "state": "up", "status": "enabled", "disabled_reason": null}],
-     "instances": {"gpu-l40-001": 2},          # a count, or a list of {name, flavor, status}
+     "instances": {"gpu-l40-001": 2},          # a count, or a list of {name, flavor, status, extra_specs}
      "builds": {"gpu-l40-002": 1},             # scheduled onto the host, not yet claimed by it
      "claims": ["<instance uuid>"],            # the compute claims a build
      "migrations": [{"instance": "<uuid>", "dest": "gpu-l40-003", "type": "live-migration"}],
@@ -388,7 +388,7 @@ def _create_instance(
         vcpu_weight=0,
         disabled=False,
         is_public=True,
-        extra_specs={},
+        extra_specs=dict(spec.get("extra_specs") or {}),  # what GPU flavors carry (pci_passthrough:alias)
         description=None,
     )
     if build:

@@ -48,6 +48,7 @@ class FakeNova:
         self.services: dict[str, FakeService] = {}
         self.instances: dict[str, set[str]] = {}  # host -> instances whose host it is
         self.claims: dict[str, set[str]] = {}  # host -> Placement consumers not (yet) on it
+        self.gpus: dict[str, int] = {}  # host -> GPUs its instances use
         self.calls: list[tuple[str, str]] = []
         self.adversary: Callable[[str, str, FakeNova], None] = lambda call, phase, fake: None
         self.fail: Callable[[str, str], bool] = lambda call, phase: False
@@ -204,6 +205,12 @@ class FakeNova:
         }
         self._leave("stop_reason", "list aggregates")
         return stop_reason(found)
+
+    def gpus_in_use(self) -> dict[str, int]:
+        self._enter("gpus_in_use", "list servers")
+        used = {host: count for host, count in self.gpus.items() if count}
+        self._leave("gpus_in_use", "list servers")
+        return used
 
     def aggregates_holding(self, host: str) -> frozenset[str]:
         self._enter("aggregates_holding", host)

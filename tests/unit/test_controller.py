@@ -201,3 +201,19 @@ def test_a_standby_does_not_announce_generations(nova):
     kube.apply("l40", l40(spot=2))
     controller(kube, nova, leadership=Leading(False)).seen(kube.get_pool("l40"))
     assert kube.status_writes == 0
+
+
+def test_gpu_usage_per_pool_is_read_at_its_own_cadence_and_shown_with_the_totals(nova):
+    kube = FakeKube()
+    kube.apply("l40", l40(spot=2, gpusPerHost=8))
+    nova.gpus = {"gpu-1": 8, "gpu-5": 3}  # what the instances' flavors say
+    ctl = controller(kube, nova)
+    ctl.round()
+    pools = kube.status("l40")["pools"]
+    spot = set(pools["spot"]["hosts"])
+    assert pools["spot"]["gpus"] == {"used": sum(nova.gpus.get(h, 0) for h in spot), "total": 16}
+    assert pools["onDemand"]["gpus"]["total"] == 8 * pools["onDemand"]["hosts"]
+    assert pools["spot"]["gpus"]["used"] + pools["onDemand"]["gpus"]["used"] == 11
+    ctl.round()
+    ctl.round()
+    assert nova.count("gpus_in_use") == 1  # every 300 s by default, not every round

@@ -103,3 +103,15 @@ def test_an_invalid_spec_is_not_ready_and_stalled():
     Controller(kube, Leading(), cloud_factory=lambda name: FakeNova({})).round()
     assert value("gpupool_ready", gpuhostpool="broken") == 0
     assert value("gpupool_stalled", gpuhostpool="broken") == 1
+
+
+def test_gpu_usage_per_pool_is_exported_with_its_total():
+    nova = FakeNova({"L40-n3": ["g-1", "g-2", "g-3"], "L40-n3-spot": []})
+    nova.gpus = {"g-1": 8, "g-2": 2}
+    kube = FakeKube()
+    kube.apply("gpus", {"gpuType": "L40", "cloud": "sim", "gpusPerHost": 8, "pools": {"spot": {"hosts": 1}}})
+    Controller(kube, Leading(), cloud_factory=lambda name: nova).round()
+    spot = kube.status("gpus")["pools"]["spot"]
+    assert value("gpupool_pool_gpus", gpuhostpool="gpus", pool="spot", state="used") == spot["gpus"]["used"]
+    assert value("gpupool_pool_gpus", gpuhostpool="gpus", pool="spot", state="total") == 8
+    assert value("gpupool_pool_gpus", gpuhostpool="gpus", pool="onDemand", state="total") == 16

@@ -174,3 +174,39 @@ def test_novas_answers_are_told_apart_by_kind(status, message, kind):
     error = nova_error(message, status)
     assert type(error) is kind
     assert error.refused == (status is not None and 400 <= status < 500)
+
+
+@pytest.mark.parametrize(
+    ("extra_specs", "gpus"),
+    [
+        ({"pci_passthrough:alias": "l40:8"}, 8),
+        ({"pci_passthrough:alias": "a6000:1, a6000-nvlink:2"}, 3),
+        ({"pci_passthrough:alias": "l40"}, 1),  # no count: one device
+        ({"resources:VGPU": "1"}, 1),
+        ({"resources1:CUSTOM_PCI_10DE_26B5": "2", "resources:VCPU": "16"}, 2),
+        ({"resources:CUSTOM_H100_GPU": "4"}, 4),
+        # PCI in Placement: Nova derives the resources from the alias; never counted twice.
+        ({"pci_passthrough:alias": "l40:2", "resources:CUSTOM_PCI_10DE_26B5": "2"}, 2),
+        ({"hw:cpu_policy": "dedicated", "resources:CUSTOM_NIC": "1"}, 0),
+        ({}, 0),
+    ],
+)
+def test_gpus_of_a_flavor(extra_specs, gpus):
+    assert novajson.gpus_of(extra_specs) == gpus
+
+
+def test_gpus_in_use_per_host_from_a_server_page():
+    body = {
+        "servers": [
+            {"OS-EXT-SRV-ATTR:host": "gpu-1", "flavor": {"extra_specs": {"pci_passthrough:alias": "l40:2"}}},
+            {"OS-EXT-SRV-ATTR:host": "gpu-1", "flavor": {"extra_specs": {"pci_passthrough:alias": "l40:4"}}},
+            {"OS-EXT-SRV-ATTR:host": "gpu-2", "flavor": {"original_name": "cpu.small", "extra_specs": {}}},
+            {"OS-EXT-SRV-ATTR:host": None, "flavor": {"extra_specs": {"pci_passthrough:alias": "l40:8"}}},
+        ],
+        "servers_links": [
+            {"rel": "next", "href": "http://nova:8774/v2.1/servers/detail?all_tenants=1&marker=x"}
+        ],
+    }
+    used, following = novajson.gpus_page(body)
+    assert used == {"gpu-1": 6, "gpu-2": 0}
+    assert following == "/servers/detail?all_tenants=1&marker=x"

@@ -16,7 +16,13 @@ def test_the_table_shows_pools_on_demand_moves_blockers_and_conditions():
         "name": "l40",
         "status": {
             "pools": {
-                "spot": {"aggregate": "L40-n3-spot", "current": 1, "desired": 2, "hosts": ["gpu-1"]},
+                "spot": {
+                    "aggregate": "L40-n3-spot",
+                    "current": 1,
+                    "desired": 2,
+                    "gpus": {"used": 6, "total": 8},
+                    "hosts": ["gpu-1"],
+                },
                 "contracts": [
                     {
                         "aggregate": "Contract-C1",
@@ -25,7 +31,7 @@ def test_the_table_shows_pools_on_demand_moves_blockers_and_conditions():
                         "hosts": [f"gpu-{i}" for i in range(10, 18)],
                     }
                 ],
-                "onDemand": {"aggregates": ["L40-n3"], "hosts": 19, "movable": 0},
+                "onDemand": {"aggregates": ["L40-n3"], "hosts": 19, "movable": 0, "gpus": {"used": 100}},
             },
             "lastMoves": [{"result": "Moved", "host": "gpu-1", "from": "L40-n3", "to": "L40-n3-spot"}],
             "blockers": [{"pool": "spot", "reason": "NotEnoughMovableHosts", "message": "19 have instances"}],
@@ -42,11 +48,11 @@ def test_the_table_shows_pools_on_demand_moves_blockers_and_conditions():
     text = table(doc)
     lines = text.splitlines()
     assert lines[0] == "GpuHostPool l40"
-    assert lines[1].split() == ["POOL", "AGGREGATE", "CURRENT", "DESIRED", "HOSTS"]
-    assert lines[2].split() == ["spot", "L40-n3-spot", "1", "2", "gpu-1"]
-    assert lines[3].split()[:4] == ["contract", "Contract-C1", "8", "8"]
+    assert lines[1].split() == ["POOL", "AGGREGATE", "CURRENT", "DESIRED", "GPUS", "HOSTS"]
+    assert lines[2].split() == ["spot", "L40-n3-spot", "1", "2", "6/8", "gpu-1"]
+    assert lines[3].split()[:5] == ["contract", "Contract-C1", "8", "8", "-"]
     assert lines[3].endswith(",+2")  # long host lists are cut
-    assert "on-demand L40-n3: 19 hosts, 0 movable" in text
+    assert "on-demand L40-n3: 19 hosts, 0 movable, GPUs 100" in text
     assert "moved gpu-1: L40-n3 -> L40-n3-spot" in text
     assert "blocked (NotEnoughMovableHosts): 19 have instances" in text
     assert "Ready=False NotEnoughMovableHosts: spot short" in text
