@@ -91,6 +91,8 @@ def verdict_of(report: PassReport) -> Verdict:
             return Verdict(False, blockers[0].reason, f"{mode}: {blocked}", stalled=True, paused=word)
         if plan.moves:
             return Verdict(False, word, f"{mode}: {len(plan.moves)} move(s) needed, none made", paused=word)
+        if not report.finished:
+            return Verdict(False, word, f"{mode}: checking the pools", reconciling=True, paused=word)
         return Verdict(
             True, "Converged", f"{field_} is true, and every pool holds its desired hosts", paused=word
         )
@@ -99,7 +101,9 @@ def verdict_of(report: PassReport) -> Verdict:
     if attention:
         reason = "MoveInterrupted" if attention[0].outcome is Outcome.INTERRUPTED else "HostHeld"
         return Verdict(False, reason, attention[0].message, stalled=True)
-    if running or (plan.moves and not stuck):
+    if running or (plan.moves and not stuck) or not report.finished:
+        # A pass still running is never converged: between two moves its plan may be empty for a
+        # moment (made when no slot was free), and only its final check against Nova can tell.
         what = f"{len(running)} move(s) in flight"
         if plan.moves:
             what += f", {len(plan.moves)} more planned"

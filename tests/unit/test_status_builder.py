@@ -202,3 +202,15 @@ def test_a_key_the_new_status_leaves_out_is_removed():
         wire(build_status(report, now=T0), previous={"returnedToOnDemand": True})["returnedToOnDemand"]
         is None
     )
+
+
+def test_a_pass_still_running_is_never_ready_even_between_two_moves():
+    """Seen in an e2e takeover: the plan, made when no slot was free, had no move; the two resumed
+    moves had just ended; Ready said Converged while the pass still had a host to move."""
+    s = spec(spot=3)
+    between = PassReport(plan=plan(s, cloud(on_demand=("gpu-3",), spot=("gpu-1", "gpu-2")), all_moves=False))
+    between = PassReport(plan=between.plan.__class__(moves=(), blockers=(), pools=between.plan.pools))
+    assert conditions(status_of(between, now=T0))["Ready"] == ("False", "Moving")
+    assert conditions(status_of(between, now=T0))["Reconciling"][0] == "True"
+    between.finished = True
+    assert conditions(status_of(between, now=T0))["Ready"][0] == "True"
