@@ -16,10 +16,12 @@ first); where that cannot work, steps 3-4 fall back to the standalone `gpupool r
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from novasim.testing import SimProcess
@@ -64,8 +66,18 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
     kenv = {**env, **cp.env()}
     kubectl = str(cp.kubectl)
     log = open(workdir / "operator.log", "w")  # noqa: SIM115 - the operator writes to it until it stops
+    metrics_port = _free_port()
     operator = subprocess.Popen(
-        [str(BIN / "gpupool"), "run", "--interval", "10", "--peering-lifetime", "5"],
+        [
+            str(BIN / "gpupool"),
+            "run",
+            "--interval",
+            "10",
+            "--peering-lifetime",
+            "5",
+            "--metrics",
+            f"127.0.0.1:{metrics_port}",
+        ],
         env={**kenv, "PYTHONUNBUFFERED": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -95,6 +107,8 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
             if keep:
                 shown.append(line)
         print("\n".join(shown))
+        banner(f"A few of the operator's metrics (curl http://127.0.0.1:{metrics_port}/metrics)")
+        print(_metrics_excerpt(metrics_port))
         return code
     finally:
         operator.terminate()
@@ -104,6 +118,33 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
             operator.kill()
         log.close()
         cp.stop(remove=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _metrics_excerpt(port: int) -> str:
+    """The pool and move series of the l40 resource, as Prometheus would scrape them."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return f"(could not read the metrics: {exc})"
+    wanted = (
+        "gpupool_pool_current_hosts{",
+        "gpupool_pool_desired_hosts{",
+        "gpupool_moves_total{",
+        "gpupool_ready{",
+        "gpupool_acting ",
+    )
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith(wanted) and ('gpuhostpool="l40"' in line or line.startswith("gpupool_acting"))
+    ]
+    return "\n".join(lines)
 
 
 def standalone(env: dict[str, str]) -> int:

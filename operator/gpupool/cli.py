@@ -172,6 +172,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off)",
     )
     parser.add_argument(
+        "--gpu-usage-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how often to read GPU usage per cloud (a server list, 1,000 servers a request); 0: never "
+        "(default 300)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=["plain", "json"],
         default="plain",

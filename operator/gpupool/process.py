@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         identity=f"gpupool operator {kube.identity}",
         kill_switch_ref=(namespace, name) if name else None,
         lock_ttl_s=args.lock_ttl,
+        gpu_usage_interval_s=args.gpu_usage_interval,
     )
     stop = controller.stop
     registry = registry_for(controller)
