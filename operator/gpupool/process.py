@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     peering record last, so a standby takes over only once nothing moves here any more.
     """
     if args.log_format == "json":
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # the plain handler the CLI set up: one line, one format
+            root.removeHandler(handler)
         kopf.configure(log_format=kopf.LogFormat.JSON)  # our lines and kopf's, one JSON object each
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
