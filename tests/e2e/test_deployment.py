@@ -39,7 +39,7 @@ FLEET = {
 def test_manifests_apply_and_their_rbac_is_enough_to_run(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
     kube.kubectl("apply", "-f", str(REPO / "crds" / "kopf"))  # kopf's peering CRD: docs/install.md
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     applied = kube.kubectl("apply", "-k", str(REPO / "manifests")).stdout
     assert "deployment.apps/gpupool-operator" in applied
     deployment = kube.kubectl_json("get", "deployment", "gpupool-operator", "-n", "gpupool-system")

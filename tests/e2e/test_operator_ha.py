@@ -40,7 +40,7 @@ ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
 @pytest.fixture
 def ha(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     sim = SimProcess(FLEET, tmp_path / "sim").start()
     peering = new_peering()
     started: list[OperatorProcess] = []
