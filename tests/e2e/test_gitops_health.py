@@ -197,14 +197,14 @@ def test_from_apply_to_ready_neither_current_nor_healthy_before_nova_converged(k
     sim = cloud
     since = collection_version(kube)
     kube.apply(
-        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 4}}, policy={"maxConcurrentMoves": 1})
+        ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 5}}, policy={"maxConcurrentMoves": 1})
     )
     samples: list[tuple[dict, bool]] = []  # (the object, Nova converged when read just after it)
     deadline = time.monotonic() + 60
     while True:
         started = time.monotonic()
         obj = read(kube, "l40")
-        converged = nova_converged(sim, "L40-n3-spot", 4)
+        converged = nova_converged(sim, "L40-n3-spot", 5)
         samples.append((obj, converged))
         if converged and conditions_of(obj).get("Ready", {}).get("status") == "True":
             break
