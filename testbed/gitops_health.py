@@ -158,21 +158,24 @@ def ensure_binary(*, force: bool = False) -> Path:
 def evaluate(
     objects: Iterable[dict[str, Any] | str | Path], health_lua_path: str | Path | None = HEALTH_LUA
 ) -> list[dict[str, Any]]:
-    """kstatus's and Argo CD's verdicts on each object (see the module's docstring). Paths are read
-    here; everything goes to the harness as one YAML stream on stdin, so the results come in the
-    order given. health_lua_path=None computes kstatus only."""
-    documents = []
-    for item in objects:
-        if isinstance(item, dict):
-            documents.append(json.dumps(item))
-        else:
-            documents.append(Path(item).read_text())
+    """kstatus's and Argo CD's verdicts on each object (see the module's docstring), in the order
+    given. Files only: the harness reads them (each result's "source" names its file); with dicts
+    among them, everything goes to it as one YAML stream on stdin ("-#N"). health_lua_path=None
+    computes kstatus only."""
+    items = list(objects)
     cmd = [str(ensure_binary())]
     if health_lua_path is not None:
         cmd += ["-lua", str(health_lua_path)]
-    proc = subprocess.run(
-        [*cmd, "-"], input="\n---\n".join(documents), capture_output=True, text=True, timeout=60
-    )
+    stdin = None
+    if all(not isinstance(item, dict) for item in items):
+        cmd += [str(item) for item in items]
+    else:
+        docs = [json.dumps(item) if isinstance(item, dict) else Path(item).read_text() for item in items]
+        cmd.append("-")
+        stdin = "\n---\n".join(docs)
+    if not items:
+        return []
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise GitopsHealthError(f"gitops-health failed ({proc.returncode}): {proc.stderr.strip()}")
     return json.loads(proc.stdout)
