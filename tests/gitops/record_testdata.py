@@ -117,7 +117,8 @@ def record(out: Path, workdir: Path) -> list[Path]:
                 c["type"] == "Established" and c["status"] == "True"
                 for c in kube.kubectl_json("get", "crd", "gpuhostpools.gpupool.io")
                 .get("status", {})
-                .get("conditions", ())
+                .get("conditions")
+                or ()
             ),
         )
         sim = SimProcess(fleet(), workdir / "sim").start()
