@@ -82,7 +82,7 @@ class Recorder:
             f"# {how}\n# Recorded by tests/gitops/record_testdata.py: `kubectl get ghp {name} -o yaml`.\n{text}"
         )
         self.saved.append(path)
-        print(f"saved {path.relative_to(REPO)}", file=sys.stderr)
+        print(f"saved {path}", file=sys.stderr)
 
 
 def ready_reason(kube: Kube, name: str) -> tuple[str, str]:
