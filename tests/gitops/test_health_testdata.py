@@ -97,9 +97,9 @@ KSTATUS = {
     "paused": ("InProgress", "Ready"),
     "dry_run": ("InProgress", "Ready"),
     "stale_generation": ("InProgress", "GpuHostPool generation is 2, but latest observed generation is 1"),
-    # FINDING: no status yet (before the operator's first write, or while none runs) reads as
-    # Current; a CRD default `status: {observedGeneration: 0}` would make it InProgress.
-    "no_status": ("Current", "Resource is current"),
+    # Not observed yet (before the operator's first write, or while none runs): the CRD's default
+    # status, observedGeneration 0, keeps kstatus from calling it Current.
+    "no_status": ("InProgress", "GpuHostPool generation is 1, but latest observed generation is 0"),
     "deleting": ("Terminating", "Resource scheduled for deletion"),
 }
 
@@ -138,7 +138,7 @@ def test_testdata_is_a_recorded_object(name):
     assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"] and meta["generation"] >= 1
     assert "managedFields" not in meta  # kubectl get hides them
     if name == "no_status":
-        assert "status" not in obj
+        assert obj["status"] == {"observedGeneration": 0}  # the CRD's default: not observed yet
         return
     st = obj["status"]
     found = conditions(obj)

@@ -46,7 +46,8 @@ if obj.metadata.deletionTimestamp ~= nil then
   return progressing("Pending deletion")
 end
 
-if obj.status == nil or obj.status.observedGeneration == nil then
+-- A new resource: the CRD defaults its status to observedGeneration 0 until the operator looks.
+if obj.status == nil or obj.status.observedGeneration == nil or obj.status.observedGeneration == 0 then
   return progressing("Waiting for the operator to observe the GpuHostPool")
 end
 
