@@ -288,7 +288,11 @@ def test_a_missing_aggregate_and_a_conflict_fail_in_the_first_round(kube, cloud)
     for name, reason in expected.items():
         history = versions(kube, name, since)
         results = judged(history)
-        written = [(obj, r) for obj, r in zip(history, results, strict=True) if obj.get("status")]
+        written = [
+            (obj, r)
+            for obj, r in zip(history, results, strict=True)
+            if (obj.get("status") or {}).get("conditions")
+        ]
         # The first round's verdict is the first one after "new generation, planning".
         reasons = [conditions_of(obj)["Ready"]["reason"] for obj, _ in written]
         first = next(i for i, found in enumerate(reasons) if found != "NewGeneration")
