@@ -100,7 +100,7 @@ def _version_of(prometheus: Path) -> str | None:
 
 def _recent_enough(version: str) -> bool:
     m = re.match(r"(\d+)\.(\d+)\.", version)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= MIN_VERSION
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= MIN_VERSION
 
 
 def _candidates() -> Iterable[tuple[Path, Path]]:
@@ -109,9 +109,9 @@ def _candidates() -> Iterable[tuple[Path, Path]]:
         tool = os.environ.get("PROMTOOL") or str(Path(prom).with_name("promtool"))
         yield Path(prom), Path(tool)
         return
-    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
-    if prom and tool:
-        yield Path(prom), Path(tool)
+    on_path, tool_on_path = shutil.which("prometheus"), shutil.which("promtool")
+    if on_path and tool_on_path:
+        yield Path(on_path), Path(tool_on_path)
     for d in sorted(cache_dir().glob("*/usr/bin"), reverse=True):
         yield d / "prometheus", d / "promtool"
 
@@ -223,9 +223,7 @@ def promtool(
 ) -> subprocess.CompletedProcess[str]:
     """Run promtool; output captured, never raises on a non-zero exit (look at returncode)."""
     tool = (binaries or ensure_binaries()).promtool
-    return subprocess.run(
-        [str(tool), *args], input=input, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([str(tool), *args], input=input, capture_output=True, text=True, timeout=timeout)
 
 
 def check_rules(*files: Path | str, binaries: Binaries | None = None) -> subprocess.CompletedProcess[str]:
@@ -442,7 +440,11 @@ def start(
     binaries = binaries or ensure_binaries()
     jobs = dict(targets) if isinstance(targets, Mapping) else ({"targets": list(targets)} if targets else {})
     temporary = state_dir is None
-    sd = Path(tempfile.mkdtemp(prefix="prometheus-")) if temporary else _mkdir(Path(state_dir).resolve())
+    sd = (
+        Path(tempfile.mkdtemp(prefix="prometheus-"))
+        if state_dir is None
+        else _mkdir(Path(state_dir).resolve())
+    )
     (sd / "prometheus.yml").write_text(
         json.dumps(config(jobs, rule_files, scrape_interval, evaluation_interval), indent=2) + "\n"
     )
@@ -486,9 +488,13 @@ def _start_once(sd: Path, b: Binaries, timeout: float, temporary: bool, die_with
     try:
         while not server.ready():
             if proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {proc.returncode}; last log lines ({log}):\n{_tail(log)}")
+                raise PrometheusError(
+                    f"prometheus exited with {proc.returncode}; last log lines ({log}):\n{_tail(log)}"
+                )
             if time.monotonic() - t0 > timeout:
-                raise PrometheusError(f"prometheus not ready after {timeout:.0f}s; last log lines:\n{_tail(log)}")
+                raise PrometheusError(
+                    f"prometheus not ready after {timeout:.0f}s; last log lines:\n{_tail(log)}"
+                )
             time.sleep(0.05)
     except BaseException:
         server.stop(remove=False)

@@ -152,9 +152,9 @@ def contract_problems(text: str, *, require_all: bool) -> list[str]:
         elif types[name] != metric.type:
             problems.append(f"{name}: TYPE {types[name]}, the contract says {metric.type}")
     for series, labels, _ in samples:
-        metric = metric_of(series)
-        if metric and set(labels) != metric.labels_of(series):
+        known = metric_of(series)
+        if known and set(labels) != known.labels_of(series):
             problems.append(
-                f"{series}: labels {sorted(labels)}, the contract says {sorted(metric.labels_of(series))}"
+                f"{series}: labels {sorted(labels)}, the contract says {sorted(known.labels_of(series))}"
             )
     return problems

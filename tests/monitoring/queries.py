@@ -58,11 +58,7 @@ def rule_expressions() -> list[Expression]:
     out = []
     for rule in rules():
         kind = "alert" if "alert" in rule else "record"
-        out.append(
-            Expression(
-                f"{kind} {rule.get('alert') or rule.get('record')}", rule["expr"], kind, rule.get(kind)
-            )
-        )
+        out.append(Expression(f"{kind} {rule[kind]}", rule["expr"], kind, rule[kind]))
     return out
 
 

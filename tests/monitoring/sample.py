@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from tests.monitoring.contract import METRICS, MOVE_BUCKETS
 
@@ -23,7 +23,7 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _family(lines: list[str], name: str, samples: list[tuple[dict[str, str], float]]) -> None:
+def _family(lines: list[str], name: str, samples: Sequence[tuple[dict[str, str], float]]) -> None:
     metric = METRICS[name]
     lines.append(f"# HELP {name} {metric.help}")
     lines.append(f"# TYPE {name} {metric.type}")
