@@ -140,7 +140,7 @@ def test_metrics_in_prometheus_match_status_and_nova(scenario, crd):
 
     applied = time.monotonic()
     crd.apply(ghp("l40", **SPEC))
-    crd.kubectl("wait", "--for=condition=Ready", "ghp/l40", "--timeout=180s")
+    crd.kubectl("wait", "--for=condition=Ready", "ghp/l40", "--timeout=180s", timeout=200)
     moving_for = time.monotonic() - applied
     st = status(crd, "l40")
     nova = members(sim)

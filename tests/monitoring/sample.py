@@ -65,8 +65,8 @@ ON_DEMAND = ("onDemand", "L40-n3", 5, 16, 40)
 def exposition(acting: bool = True, version: str = "0.2.0", stale: bool = False, rounds: int = 4) -> str:
     """The text a replica serves. A standby (acting=False) serves no per-resource series, unless
     stale=True: then it serves alarming ones (not Ready, stalled, a move in flight for an hour,
-    the circuit breaker open), as a replica that acted once might, which alerts and dashboard must
-    ignore (they read the acting replica's). `rounds`: controller rounds finished so far."""
+    the circuit breaker open, 9 hosts per pool), as a replica that acted once might, which alerts
+    and dashboard must ignore (they read the acting replica's; a plain max() would not). `rounds`: controller rounds finished so far."""
     lines: list[str] = []
     gp = {"gpuhostpool": "l40"}
     if stale and not acting:
@@ -78,7 +78,7 @@ def exposition(acting: bool = True, version: str = "0.2.0", stale: bool = False,
         _family(
             lines,
             "gpupool_pool_current_hosts",
-            [({**gp, "pool": p, "aggregate": a}, 0) for p, a, *_ in POOLS],
+            [({**gp, "pool": p, "aggregate": a}, 9) for p, a, *_ in POOLS],
         )
     if acting:
         _family(

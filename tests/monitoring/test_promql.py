@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from testbed import prometheus as testbed_prometheus
 from testbed.prometheus import PrometheusError
 from tests.monitoring.queries import RULES_FILE, all_expressions, dashboard_expressions, rule_expressions
 from tests.monitoring.sample import exposition, serve
@@ -30,11 +31,9 @@ def test_a_broken_expression_is_refused(prometheus):
 
 
 @pytest.fixture(scope="module")
-def replicas_scraped(prometheus_binaries, tmp_path_factory):
+def replicas_scraped(prometheus_binaries):
     """A Prometheus scraping two replicas serving the sample (acting, and a standby with stale
     alarming values) every second, with the alert rules loaded; after a few scrapes."""
-    from testbed import prometheus as testbed_prometheus
-
     scrapes = itertools.count(1)  # a round finished between two scrapes, as the operator would
     with (
         serve(lambda: exposition(acting=True, rounds=next(scrapes))) as acting,
@@ -67,7 +66,8 @@ def test_per_resource_panels_read_only_the_acting_replica(replicas_scraped):
         "spot": 4.0,
         "runpod": 2.0,
         "contract:Contract-L40-Acme": 1.0,
-    }  # the standby's stale zeros are not there
+    }  # not the standby's stale 9s
+    assert server.value('max(gpupool_pool_current_hosts{pool="spot"})') == 9.0  # they are there
     assert server.value("sum(gpupool_acting)") == 1.0
     assert server.value(f'gpupool_acting{{instance="{acting}"}}') == 1.0
 
@@ -83,3 +83,6 @@ def test_every_rule_evaluates_without_error_and_none_fires(replicas_scraped):
             assert rule["state"] == "inactive", f"{rule['name']} is {rule['state']}: {rule.get('alerts')}"
     for expression in rule_expressions():
         assert server.query(expression.expr) == [], f"{expression} would fire on a healthy sample"
+    # Read without the acting replica's filter, the standby's stale series would alert.
+    unfiltered = [e.expr.replace(" and on(instance) (gpupool_acting == 1)", "") for e in rule_expressions()]
+    assert sum(1 for expr in unfiltered if server.query(expr)) >= 2
