@@ -12,8 +12,11 @@ root.
                A small Go program, built once per machine from gitops-health/.
   tcp_proxy    a TCP proxy that can stall or reset the connections through it (the HA tests put
                it between a replica and the kube-apiserver).
+  prometheus   a real Prometheus and promtool from Debian's package: a Prometheus on a free port
+               scraping given targets with given rule files, queried over its HTTP API
+               (`python3 -m testbed.prometheus install|paths|run|promtool`).
 
-Next: NetBox and Prometheus, each as a module of its own here.
+Next: NetBox, as a module of its own here.
 
 The simulated cloud, novasim, is not here: it ships with gpupool (operator/novasim, `gpupool sim`).
 Nothing here imports more than the standard library at import time, so `localkube build` runs

@@ -50,8 +50,10 @@ class OperatorProcess:
         extra_args: tuple[str, ...] = (),
         create_peering: bool = True,
         env_extra: dict[str, str] | None = None,
+        metrics_port: int | None = None,
     ):
         self.identity = identity
+        self.metrics_port = metrics_port  # serves /metrics on 127.0.0.1:<port> when given
         self.peering = peering or new_peering()
         # An admin's kube; a ServiceAccount's relies on the manifests (or on the operator creating it).
         if create_peering and hasattr(kube, "kubectl"):
@@ -60,6 +62,8 @@ class OperatorProcess:
         env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
         args = [GPUPOOL, "run", "--interval", str(interval), "--identity", identity]
         args += ["--peering", self.peering, "--peering-lifetime", str(peering_lifetime), *extra_args]
+        if metrics_port is not None:
+            args += ["--metrics", f"127.0.0.1:{metrics_port}"]
         with open(self.log_file, "a") as log:
             self.proc = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
