@@ -41,11 +41,19 @@ FLEET = {
         {"name": "L40-n3-runpod", "hosts": []},
         {"name": "Contract-L40-Acme", "hosts": []},
     ],
-    "hosts": [{"name": "gpu-l40-[001-002]", "instances": 1}],
+    # Two busy hosts (they stay on-demand), each running an instance with 2 GPUs (its flavor's
+    # pci_passthrough:alias, as GPU clouds give whole GPUs to instances).
+    "hosts": [
+        {
+            "name": "gpu-l40-[001-002]",
+            "instances": [{"name": "gpu-vm", "extra_specs": {"pci_passthrough:alias": "l40:2"}}],
+        }
+    ],
 }
 SPEC = {
     "gpuType": "L40",
     "cloud": "sim",
+    "gpusPerHost": 8,
     "pools": {
         "spot": {"hosts": 4},
         "runpod": {"hosts": 2},
@@ -69,7 +77,6 @@ MAY_BE_EMPTY = {
     "Blockers",
     "Nova errors by route and code",
     "Nova failure ratio (5xx, no answer)",
-    "GPU usage per pool",
 }
 
 
@@ -198,9 +205,16 @@ def test_metrics_in_prometheus_match_status_and_nova(scenario, crd):
     by_pool: dict[str, dict[str, float]] = {}
     for s in gpus:
         by_pool.setdefault(s["metric"]["pool"], {})[s["metric"]["state"]] = float(s["value"][1])
-    for pool in POOL_AGGREGATES:
+    for pool in [*POOL_AGGREGATES, "onDemand"]:
         assert set(by_pool.get(pool, {})) == {"used", "total"}, (pool, by_pool)
         assert 0 <= by_pool[pool]["used"] <= by_pool[pool]["total"], (pool, by_pool)
+        current = pools["onDemand"]["hosts"] if pool == "onDemand" else None
+        if current is not None:
+            assert by_pool[pool]["total"] == 8 * current, (pool, by_pool)
+    # What Nova says: the two busy on-demand hosts run 2 GPUs each; the pools' hosts run none.
+    assert by_pool["onDemand"]["used"] == 4
+    assert pools["onDemand"]["gpus"] == {"used": 4, "total": 8 * pools["onDemand"]["hosts"]}
+    assert all(by_pool[pool]["used"] == 0 for pool in POOL_AGGREGATES)
 
     # Moves: each one counted once, by result, with its duration; nothing left in flight.
     moved = [m for m in st["lastMoves"] if m["result"] == "Moved"]
