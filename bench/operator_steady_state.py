@@ -24,7 +24,7 @@ import yaml
 
 from novasim.testing import SimProcess
 from testbed import localkube
-from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_for
+from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_established, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +34,9 @@ class Kube:
         self.env = cp.env()
         self.kubectl_path = str(cp.kubectl)
 
-    def kubectl(self, *args, input=None):
+    def kubectl(self, *args, input=None, check=True):
         return subprocess.run(
-            [self.kubectl_path, *args], input=input, env=self.env, capture_output=True, text=True, check=True
+            [self.kubectl_path, *args], input=input, env=self.env, capture_output=True, text=True, check=check
         )
 
 
@@ -128,7 +128,7 @@ def main() -> int:
     try:
         kube = Kube(cp)
         kube.kubectl("apply", "-f", str(ROOT / "crds"))
-        kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+        wait_established(kube, "gpuhostpools.gpupool.io")
         with tempfile.TemporaryDirectory(prefix="gpupool-opbench-") as tmp:
             one = measure(kube, Path(tmp), 1, args.interval, args.seconds)
             twenty = measure(kube, Path(tmp), 20, args.interval, args.seconds)

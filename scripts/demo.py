@@ -16,10 +16,12 @@ first); where that cannot work, steps 3-4 fall back to the standalone `gpupool r
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from novasim.testing import SimProcess
@@ -64,8 +66,18 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
     kenv = {**env, **cp.env()}
     kubectl = str(cp.kubectl)
     log = open(workdir / "operator.log", "w")  # noqa: SIM115 - the operator writes to it until it stops
+    metrics_port = _free_port()
     operator = subprocess.Popen(
-        [str(BIN / "gpupool"), "run", "--interval", "10", "--peering-lifetime", "5"],
+        [
+            str(BIN / "gpupool"),
+            "run",
+            "--interval",
+            "10",
+            "--peering-lifetime",
+            "5",
+            "--metrics",
+            f"127.0.0.1:{metrics_port}",
+        ],
         env={**kenv, "PYTHONUNBUFFERED": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -73,7 +85,7 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
     try:
         run([kubectl, "apply", "-f", "crds/"], kenv, check=True)
         run([kubectl, "apply", "-f", "crds/kopf/"], kenv, check=True)  # kopf's peering CRD
-        run([kubectl, "wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io"], kenv, check=True)
+        wait_established(kubectl, kenv, "gpuhostpools.gpupool.io", "clusterkopfpeerings.kopf.dev")
         banner("kubectl apply -f examples/pools/")
         run([kubectl, "apply", "-f", "examples/pools/"], kenv, check=True)
         run([kubectl, "get", "ghp", "-o", "wide"], kenv)
@@ -95,6 +107,8 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
             if keep:
                 shown.append(line)
         print("\n".join(shown))
+        banner(f"A few of the operator's metrics (curl http://127.0.0.1:{metrics_port}/metrics)")
+        print(_metrics_excerpt(metrics_port))
         return code
     finally:
         operator.terminate()
@@ -104,6 +118,50 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
             operator.kill()
         log.close()
         cp.stop(remove=True)
+
+
+def wait_established(kubectl: str, env: dict[str, str], *crds: str, timeout: float = 60) -> None:
+    """Poll: `kubectl wait --for=condition=Established` right after an apply sometimes fails at once
+    on a CRD whose status is not written yet (kubectl 1.34)."""
+    deadline = time.monotonic() + timeout
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    for crd in crds:
+        while (
+            subprocess.run(
+                [kubectl, "get", "crd", crd, "-o", jsonpath], env=env, capture_output=True, text=True
+            ).stdout.strip()
+            != "True"
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"CRD {crd} not Established after {timeout:.0f}s")
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _metrics_excerpt(port: int) -> str:
+    """The pool and move series of the l40 resource, as Prometheus would scrape them."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return f"(could not read the metrics: {exc})"
+    wanted = (
+        "gpupool_pool_current_hosts{",
+        "gpupool_pool_desired_hosts{",
+        "gpupool_moves_total{",
+        "gpupool_ready{",
+        "gpupool_acting ",
+    )
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith(wanted) and ('gpuhostpool="l40"' in line or line.startswith("gpupool_acting"))
+    ]
+    return "\n".join(lines)
 
 
 def standalone(env: dict[str, str]) -> int:

@@ -29,7 +29,11 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 kubectl apply -f "$ROOT/crds/"
 # kopf's ClusterKopfPeering CRD, unless another kopf operator installed it already (docs/install.md)
 kubectl get crd clusterkopfpeerings.kopf.dev >/dev/null 2>&1 || kubectl apply -f "$ROOT/crds/kopf/"
-kubectl wait --for=condition=Established crd/gpuhostpools.gpupool.io crd/clusterkopfpeerings.kopf.dev --timeout=60s
+# kubectl wait can fail at once on a CRD whose status is not written yet: retry it for a while.
+for _ in $(seq 30); do
+  kubectl wait --for=condition=Established crd/gpuhostpools.gpupool.io crd/clusterkopfpeerings.kopf.dev --timeout=60s && break
+  sleep 2
+done
 kubectl apply -k "$ROOT/manifests/"
 
 # novasim writes the clouds.yaml the operator reads: a shared emptyDir instead of the Secret.

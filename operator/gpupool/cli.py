@@ -172,6 +172,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off)",
     )
     parser.add_argument(
+        "--gpu-usage-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how often to read GPU usage per cloud (a server list, 1,000 servers a request); 0: never "
+        "(default 300)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=["plain", "json"],
         default="plain",
@@ -459,6 +467,17 @@ def _neighbours(pools, args, conflicts) -> dict:
     return {pool.name: neighbours_of(pool.name, by_cloud.get(_cloud_of(pool, args), [])) for pool in pools}
 
 
+def _gpus_in_use(name: str, cloud) -> dict[str, int] | None:
+    """GPU usage for the plan; a cloud that will not tell (its policy) gets a note, not an error."""
+    from .errors import CloudError
+
+    try:
+        return cloud.gpus_in_use()
+    except CloudError as exc:
+        print(f"note: GPU usage on cloud {name!r} not shown: {exc}", file=sys.stderr)
+        return None
+
+
 def _plan(args) -> int:
     """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
     from .model import PassReport
@@ -472,7 +491,7 @@ def _plan(args) -> int:
     docs = []
     with _clouds(pools, args) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
-        gpus = {name: cloud.gpus_in_use() for name, cloud in clouds.items()}
+        gpus = {name: _gpus_in_use(name, cloud) for name, cloud in clouds.items()}
         for pool in pools:
             if pool.name in conflicts:
                 status = _conflict_status(conflicts[pool.name])

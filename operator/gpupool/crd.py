@@ -62,6 +62,10 @@ def status_schema() -> dict[str, Any]:
         GpuHostPoolStatus.model_json_schema(by_alias=True, mode="serialization"), keep_defaults=False
     )
     schema["description"] = "What the operator observed and did, written by the operator."
+    # A resource is never seen without a status: the API server gives a new one observedGeneration
+    # 0, which kstatus (Flux) reads as "not observed yet" (InProgress), where no status at all reads
+    # as Current before the operator has even looked.
+    schema["default"] = {"observedGeneration": 0}
     return schema
 
 

@@ -37,9 +37,10 @@ def registry_for(controller: Wakeable) -> kopf.OperatorRegistry:
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    # Handler ids name kopf's progress annotations: stable, readable ones.
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="spec_seen")
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="spec_seen")
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry, id="spec_seen")
     def spec_seen(name: str, body: kopf.Body, **_: Any) -> None:
         controller.seen(dict(body))  # the status says "new generation" before any Nova work
         controller.poke(name)
@@ -53,7 +54,9 @@ def registry_for(controller: Wakeable) -> kopf.OperatorRegistry:
 
     # Only resources with deletionPolicy ReturnToOnDemand get the finalizer (kopf adds it for the
     # deletion handlers whose filter matches): deleting a Retain resource never waits for the operator.
-    @kopf.on.delete(GROUP, VERSION, PLURAL, when=_returns_hosts, registry=registry)
+    @kopf.on.delete(
+        GROUP, VERSION, PLURAL, when=_returns_hosts, registry=registry, id="return_hosts_before_deletion"
+    )
     def return_hosts_before_deletion(name: str, status: kopf.Status, **_: Any) -> None:
         controller.poke(name)
         if status.get("returnedToOnDemand") is True:

@@ -12,12 +12,25 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from . import __version__
 from .model import ON_DEMAND, PassReport, Verdict
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# The process's own figures (memory, CPU, open files, Python's GC), as every Python exporter has.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 _POOL = ["gpuhostpool", "pool", "aggregate"]
 

@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     peering record last, so a standby takes over only once nothing moves here any more.
     """
     if args.log_format == "json":
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # the plain handler the CLI set up: one line, one format
+            root.removeHandler(handler)
         kopf.configure(log_format=kopf.LogFormat.JSON)  # our lines and kopf's, one JSON object each
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         identity=f"gpupool operator {kube.identity}",
         kill_switch_ref=(namespace, name) if name else None,
         lock_ttl_s=args.lock_ttl,
+        gpu_usage_interval_s=args.gpu_usage_interval,
     )
     stop = controller.stop
     registry = registry_for(controller)

@@ -117,7 +117,8 @@ class StatusPublisher:
         nothing (kstatus, Argo CD, `kubectl wait`) reads the old status as this generation's."""
         recorded = self.previous.get("observedGeneration")
         if self.generation is not None and recorded != self.generation:
-            what = "new resource" if recorded is None else f"spec changed (generation {self.generation})"
+            new = not recorded  # none yet, or the CRD's default 0
+            what = "new resource" if new else f"spec changed (generation {self.generation})"
             self._verdict("NewGeneration", f"{what}: planning", event=False)
 
     def invalid(self, problems: str) -> None:

@@ -105,8 +105,10 @@ def verdict_of(report: PassReport) -> Verdict:
         # A pass still running is never converged: between two moves its plan may be empty for a
         # moment (made when no slot was free), and only its final check against Nova can tell.
         what = f"{len(running)} move(s) in flight"
-        if plan.moves:
-            what += f", {len(plan.moves)} more planned"
+        under_way = {f.move.host for f in running}
+        planned = [m for m in plan.moves if m.host not in under_way]  # not yet started
+        if planned:
+            what += f", {len(planned)} more planned"
         return Verdict(False, "Moving", what, reconciling=True)
     if stuck:
         return Verdict(False, "MoveInFlight", half_done, reconciling=True)

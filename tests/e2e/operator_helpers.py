@@ -34,7 +34,7 @@ class OperatorProcess:
     """One replica of `gpupool run` against the test control plane and a novasim cloud.
 
     Replicas given the same `peering` name share one ClusterKopfPeering object (created here if
-    missing) and are peers: exactly one of them acts. `lease` is the former name of `peering`.
+    missing) and are peers: exactly one of them acts.
     """
 
     def __init__(
@@ -46,14 +46,15 @@ class OperatorProcess:
         interval: float = 30,
         identity: str,
         peering: str | None = None,
-        lease: str | None = None,
         peering_lifetime: int = 4,
         extra_args: tuple[str, ...] = (),
         create_peering: bool = True,
         env_extra: dict[str, str] | None = None,
+        metrics_port: int | None = None,
     ):
         self.identity = identity
-        self.peering = peering or lease or new_peering()
+        self.metrics_port = metrics_port  # serves /metrics on 127.0.0.1:<port> when given
+        self.peering = peering or new_peering()
         # An admin's kube; a ServiceAccount's relies on the manifests (or on the operator creating it).
         if create_peering and hasattr(kube, "kubectl"):
             ensure_peering(kube, self.peering)
@@ -61,6 +62,8 @@ class OperatorProcess:
         env = {**kube.env, **sim.env(), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
         args = [GPUPOOL, "run", "--interval", str(interval), "--identity", identity]
         args += ["--peering", self.peering, "--peering-lifetime", str(peering_lifetime), *extra_args]
+        if metrics_port is not None:
+            args += ["--metrics", f"127.0.0.1:{metrics_port}"]
         with open(self.log_file, "a") as log:
             self.proc = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -87,16 +90,13 @@ def new_peering() -> str:
     return f"gpupool-e2e-{os.getpid()}-{next(_peerings)}"
 
 
-new_lease = new_peering  # the former name, still used by test_operator.py
-
-
 PEERING_CRD = REPO / "crds" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"
 
 
 def ensure_peering(kube, name: str) -> None:
     """The ClusterKopfPeering the replicas share (kopf does not create it; manifests/peering.yaml does)."""
     kube.kubectl("apply", "-f", str(PEERING_CRD))
-    kube.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    wait_established(kube, "clusterkopfpeerings.kopf.dev")
     doc = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
@@ -147,3 +147,29 @@ def delete_all_pools(kube) -> None:
     if names:
         kube.kubectl("delete", "ghp", "--all", "--wait=true", "--timeout=30s", check=False)
     kube.kubectl("delete", "events", "-n", "default", "--all", check=False)
+
+
+def wait_established(kube, *crds: str, timeout: float = 60) -> None:
+    """Wait until each named CRD is Established, polling (`kubectl wait` right after an apply
+    sometimes fails at once on a CRD whose status is not written yet, kubectl 1.34). Works with
+    any object that has `kubectl(*args, check=...)`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [
+            name
+            for name in crds
+            if kube.kubectl(
+                "get",
+                "crd",
+                name,
+                "-o",
+                'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                check=False,
+            ).stdout.strip()
+            != "True"
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRDs not Established after {timeout:.0f}s: {pending}")
+        time.sleep(0.2)

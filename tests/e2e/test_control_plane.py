@@ -74,7 +74,7 @@ spec:
 @pytest.fixture(scope="module")
 def widgets(kube):
     kube.apply(CRD)
-    kube.kubectl("wait", "--for=condition=Established", f"crd/widgets.{GROUP}", "--timeout=30s")
+    kube.wait_established(f"widgets.{GROUP}")
     kube.kubectl("create", "namespace", "widgets")
     return kube
 

@@ -39,7 +39,7 @@ FLEET = {
 def test_manifests_apply_and_their_rbac_is_enough_to_run(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
     kube.kubectl("apply", "-f", str(REPO / "crds" / "kopf"))  # kopf's peering CRD: docs/install.md
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     applied = kube.kubectl("apply", "-k", str(REPO / "manifests")).stdout
     assert "deployment.apps/gpupool-operator" in applied
     deployment = kube.kubectl_json("get", "deployment", "gpupool-operator", "-n", "gpupool-system")
@@ -51,6 +51,11 @@ def test_manifests_apply_and_their_rbac_is_enough_to_run(kube, tmp_path):
 
     args = build_parser().parse_args(container["args"])
     assert args.liveness == "http://0.0.0.0:8080/healthz"
+    # Metrics on every replica, on the port the monitoring component's Service targets.
+    assert args.metrics == "0.0.0.0:9464"
+    assert {"name": "metrics", "containerPort": 9464} in [
+        {k: p[k] for k in ("name", "containerPort")} for p in container["ports"]
+    ]
 
     token = kube.kubectl("create", "token", "gpupool-operator", "-n", "gpupool-system").stdout.strip()
     config = tmp_path / "sa.kubeconfig"

@@ -18,7 +18,7 @@ from tests.e2e.operator_helpers import (
     events,
     ghp,
     members,
-    new_lease,
+    new_peering,
     status,
     wait_for,
 )
@@ -54,7 +54,7 @@ def assert_rules(sim, hosts=ALL_L40, managed=MANAGED) -> None:
 @pytest.fixture(scope="module")
 def crd(kube):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+    kube.wait_established("gpuhostpools.gpupool.io")
     return kube
 
 
@@ -62,19 +62,19 @@ def crd(kube):
 def stack(crd, tmp_path):
     """start(fleet, replicas=1, interval=30, latency_ms=0) -> (sim, [operators])."""
     sims, operators = [], []
-    lease = new_lease()
+    peering = new_peering()
 
     def start(fleet, replicas: int = 1, interval: float = 30, latency_ms: float = 0):
         sim = SimProcess(fleet, tmp_path / f"sim-{len(sims)}", latency_ms=latency_ms).start()
         sims.append(sim)
         for i in range(replicas):
             operators.append(
-                OperatorProcess(crd, sim, tmp_path, interval=interval, lease=lease, identity=f"op-{i}")
+                OperatorProcess(crd, sim, tmp_path, interval=interval, peering=peering, identity=f"op-{i}")
             )
         return sim, operators
 
     def restart(sim, identity: str, interval: float = 30):
-        op = OperatorProcess(crd, sim, tmp_path, interval=interval, lease=lease, identity=identity)
+        op = OperatorProcess(crd, sim, tmp_path, interval=interval, peering=peering, identity=identity)
         operators.append(op)
         return op
 

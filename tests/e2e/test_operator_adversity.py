@@ -47,7 +47,7 @@ FLEET = {
 def cloud(kube, tmp_path):
     """(sim, operator): novasim and one `gpupool run` on it; everything cleaned up after."""
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+    kube.wait_established("gpuhostpools.gpupool.io")
     sim = SimProcess(FLEET, tmp_path / "sim").start()
     operators = [OperatorProcess(kube, sim, tmp_path, interval=30, identity="op")]
 

@@ -40,7 +40,7 @@ ACTION = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
 @pytest.fixture
 def ha(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     sim = SimProcess(FLEET, tmp_path / "sim").start()
     peering = new_peering()
     started: list[OperatorProcess] = []
@@ -265,3 +265,16 @@ def test_a_replica_whose_api_connections_go_silent_follows_the_next_change(ha, k
         wait_for("the next change applied", lambda: len(members(sim)["L40-n3-spot"]) == 2, timeout=90)
     finally:
         proxy.close()
+
+
+def test_json_logs_are_one_object_per_line(ha, kube):
+    """`--log-format json`, for log pipelines: the operator's lines and kopf's are JSON objects."""
+    a = ha("a", interval=1, extra_args=("--log-format", "json"))
+    wait_for("a to act", lambda: acting(a), timeout=30)
+    kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 1}}))
+    wait_for("Ready", lambda: ready(kube, "l40") == ("True", "Converged"), timeout=60)
+    lines = [line for line in a.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(records) >= len(lines) - 2, a.log()  # at most a stray line from a library's own print
+    messages = " ".join(str(r.get("message")) for r in records)
+    assert " leads (peering" in messages and "L40-n3 -> L40-n3-spot: Enable" in messages, messages

@@ -31,7 +31,7 @@ def healthz(url: str):
 
 def test_liveness_endpoint_answers_on_the_leader_and_the_standby(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     peering = new_peering()
     urls = [f"http://127.0.0.1:{free_port()}/healthz" for _ in range(2)]
     with SimProcess({"aggregates": [{"name": "L40-n3", "hosts": ["gpu-l40-001"]}]}, tmp_path / "sim") as sim:

@@ -41,7 +41,7 @@ ADD_OR_REMOVE = "/compute/v2.1/os-aggregates/{aggregate_id}/action"
 def peers(kube, tmp_path):
     """A novasim cloud and a factory of replicas that all share one peering."""
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     sim = SimProcess(FLEET, tmp_path / "sim").start()
     peering = new_peering()
     started: list[OperatorProcess] = []
@@ -157,7 +157,7 @@ def test_a_clean_stop_hands_over_at_once(peers, kube):
 
 def test_a_missing_peering_object_is_created_by_the_operator(kube, tmp_path):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    kube.wait_established()
     peering = new_peering()
     with SimProcess(FLEET, tmp_path / "sim") as sim:
         op = OperatorProcess(kube, sim, tmp_path, identity="alone", peering=peering, create_peering=False)

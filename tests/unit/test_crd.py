@@ -97,9 +97,14 @@ def test_defaults_and_bounds_come_from_the_models():
     assert spec["properties"]["onDemand"]["properties"]["aggregates"]["minItems"] == 1
 
 
-def test_status_has_no_defaults():
-    for path, node in nodes(schema()["properties"]["status"]):
-        assert "default" not in node, f"status{path} has a default"
+def test_status_defaults_only_to_not_observed_yet():
+    """The operator writes every status field; the one default is the whole status of a new
+    resource, observedGeneration 0, so that kstatus never reads a resource without status as done."""
+    status = schema()["properties"]["status"]
+    assert status["default"] == {"observedGeneration": 0}
+    for path, node in nodes(status):
+        if path:
+            assert "default" not in node, f"status{path} has a default"
 
 
 def test_cel_rules_cover_every_pair_of_roles():
