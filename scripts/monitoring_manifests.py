@@ -179,6 +179,7 @@ def layout(items: list[tuple[dict[str, Any], int, int]]) -> list[dict[str, Any]]
 def dashboard() -> dict[str, Any]:
     ready = f"max by (gpuhostpool) ({acting(f'gpupool_ready{{{POOL}}}')})"
     stalled = f"max by (gpuhostpool) ({acting(f'gpupool_stalled{{{POOL}}}')})"
+    paused = f"max by (gpuhostpool) ({acting(f'gpupool_paused{{{POOL}}}')})"
     breaker = f"max by (gpuhostpool) ({acting(f'gpupool_circuit_breaker_open{{{POOL}}}')})"
 
     def pools(metric: str, extra: str = "", by: str = "gpuhostpool, pool") -> str:
@@ -202,7 +203,7 @@ def dashboard() -> dict[str, Any]:
                 one=("Ready", "green"),
                 zero=("Not ready", "orange"),
             ),
-            8,
+            6,
             4,
         ),
         (
@@ -214,7 +215,19 @@ def dashboard() -> dict[str, Any]:
                 one=("Stalled", "red"),
                 zero=("No", "green"),
             ),
-            8,
+            6,
+            4,
+        ),
+        (
+            state_stat(
+                "Paused",
+                paused,
+                description="The Paused condition: spec.paused, spec.dryRun or a kill switch keeps new "
+                "moves from starting (on purpose: no alert fires for a paused resource).",
+                one=("Paused", "blue"),
+                zero=("No", "green"),
+            ),
+            6,
             4,
         ),
         (
@@ -226,7 +239,7 @@ def dashboard() -> dict[str, Any]:
                 one=("Open", "red"),
                 zero=("Closed", "green"),
             ),
-            8,
+            6,
             4,
         ),
         (

@@ -74,6 +74,12 @@ READY = Gauge("gpupool_ready", "1 while the Ready condition is True.", ["gpuhost
 STALLED = Gauge(
     "gpupool_stalled", "1 while the Stalled condition is True.", ["gpuhostpool"], registry=REGISTRY
 )
+PAUSED = Gauge(
+    "gpupool_paused",
+    "1 while the Paused condition is True (spec.paused, spec.dryRun or a kill switch).",
+    ["gpuhostpool"],
+    registry=REGISTRY,
+)
 BREAKER = Gauge(
     "gpupool_circuit_breaker_open",
     "1 when the last pass stopped starting moves because Nova kept failing.",
@@ -159,6 +165,7 @@ def pass_reported(
         OLDEST_IN_FLIGHT.labels(name).set(max((now - f.since for f in report.in_flight), default=0.0))
         READY.labels(name).set(1 if verdict.ready else 0)
         STALLED.labels(name).set(1 if verdict.stalled else 0)
+        PAUSED.labels(name).set(1 if verdict.paused is not None else 0)
         BREAKER.labels(name).set(1 if report.breaker is not None else 0)
         _forget(name, _series.get(name, set()) - seen)
         _series[name] = seen
@@ -169,6 +176,7 @@ def verdict_reported(name: str, verdict: Verdict) -> None:
     with _lock:
         READY.labels(name).set(1 if verdict.ready else 0)
         STALLED.labels(name).set(1 if verdict.stalled else 0)
+        PAUSED.labels(name).set(1 if verdict.paused is not None else 0)
         IN_FLIGHT.labels(name).set(0)
         OLDEST_IN_FLIGHT.labels(name).set(0)
 
@@ -184,7 +192,7 @@ def resource_gone(name: str) -> None:
     """A deleted resource: its series go away (counters stay, as Prometheus expects)."""
     with _lock:
         _forget(name, _series.pop(name, set()))
-        for gauge in (IN_FLIGHT, OLDEST_IN_FLIGHT, READY, STALLED, BREAKER):
+        for gauge in (IN_FLIGHT, OLDEST_IN_FLIGHT, READY, STALLED, PAUSED, BREAKER):
             try:
                 gauge.remove(name)
             except KeyError:

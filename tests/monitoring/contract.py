@@ -66,6 +66,7 @@ METRICS = {
         Metric(
             "gpupool_stalled", "gauge", frozenset({"gpuhostpool"}), "1 when the Stalled condition is True."
         ),
+        Metric("gpupool_paused", "gauge", frozenset({"gpuhostpool"}), "1 when the Paused condition is True."),
         Metric(
             "gpupool_circuit_breaker_open",
             "gauge",

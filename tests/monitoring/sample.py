@@ -74,6 +74,7 @@ def exposition(acting: bool = True, version: str = "0.2.0", stale: bool = False,
         _family(lines, "gpupool_oldest_move_in_flight_seconds", [(gp, 3600)])
         _family(lines, "gpupool_ready", [(gp, 0)])
         _family(lines, "gpupool_stalled", [(gp, 1)])
+        _family(lines, "gpupool_paused", [(gp, 0)])
         _family(lines, "gpupool_circuit_breaker_open", [(gp, 1)])
         _family(
             lines,
@@ -121,6 +122,7 @@ def exposition(acting: bool = True, version: str = "0.2.0", stale: bool = False,
         _family(lines, "gpupool_blockers", [({**gp, "reason": "NotEnoughMovableHosts"}, 1)])
         _family(lines, "gpupool_ready", [(gp, 1)])
         _family(lines, "gpupool_stalled", [(gp, 0)])
+        _family(lines, "gpupool_paused", [(gp, 0)])
         _family(lines, "gpupool_circuit_breaker_open", [(gp, 0)])
     routes = [
         ("GET", "/os-aggregates", "200", 40, 0.02),
