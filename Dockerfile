@@ -15,6 +15,6 @@ ENV PATH=/opt/gpupool/bin:$PATH \
     HOME=/tmp \
     PYTHONUNBUFFERED=1
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 9464
 ENTRYPOINT ["gpupool"]
 CMD ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
