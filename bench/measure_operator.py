@@ -25,7 +25,7 @@ import yaml
 
 from novasim.testing import SimProcess
 from testbed import localkube
-from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_established, wait_for
+from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS_PER_TYPE = 10
@@ -157,7 +157,9 @@ def main() -> int:
     try:
         kube = Kubectl(control_plane)
         kube.kubectl("apply", "-f", str(ROOT / "crds"))
-        wait_established(kube, "gpuhostpools.gpupool.io", "clusterkopfpeerings.kopf.dev")
+        localkube.wait_established(
+            kube.kubectl_path, kube.env, "gpuhostpools.gpupool.io", "clusterkopfpeerings.kopf.dev"
+        )
         with tempfile.TemporaryDirectory(prefix="gpupool-measure-") as tmp:
             workdir = Path(tmp)
             delays = apply_to_first_nova_request(kube, workdir)

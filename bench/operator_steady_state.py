@@ -24,7 +24,7 @@ import yaml
 
 from novasim.testing import SimProcess
 from testbed import localkube
-from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_established, wait_for
+from tests.e2e.operator_helpers import OperatorProcess, new_peering, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,7 +128,7 @@ def main() -> int:
     try:
         kube = Kube(cp)
         kube.kubectl("apply", "-f", str(ROOT / "crds"))
-        wait_established(kube, "gpuhostpools.gpupool.io")
+        localkube.wait_established(kube.kubectl_path, kube.env, "gpuhostpools.gpupool.io")
         with tempfile.TemporaryDirectory(prefix="gpupool-opbench-") as tmp:
             one = measure(kube, Path(tmp), 1, args.interval, args.seconds)
             twenty = measure(kube, Path(tmp), 20, args.interval, args.seconds)

@@ -85,7 +85,7 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
     try:
         run([kubectl, "apply", "-f", "crds/"], kenv, check=True)
         run([kubectl, "apply", "-f", "crds/kopf/"], kenv, check=True)  # kopf's peering CRD
-        wait_established(kubectl, kenv, "gpuhostpools.gpupool.io", "clusterkopfpeerings.kopf.dev")
+        localkube.wait_established(kubectl, kenv, "gpuhostpools.gpupool.io", "clusterkopfpeerings.kopf.dev")
         banner("kubectl apply -f examples/pools/")
         run([kubectl, "apply", "-f", "examples/pools/"], kenv, check=True)
         run([kubectl, "get", "ghp", "-o", "wide"], kenv)
@@ -118,23 +118,6 @@ def with_operator(sim: SimProcess, env: dict[str, str], workdir: Path) -> int:
             operator.kill()
         log.close()
         cp.stop(remove=True)
-
-
-def wait_established(kubectl: str, env: dict[str, str], *crds: str, timeout: float = 60) -> None:
-    """Poll: `kubectl wait --for=condition=Established` right after an apply sometimes fails at once
-    on a CRD whose status is not written yet (kubectl 1.34)."""
-    deadline = time.monotonic() + timeout
-    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
-    for crd in crds:
-        while (
-            subprocess.run(
-                [kubectl, "get", "crd", crd, "-o", jsonpath], env=env, capture_output=True, text=True
-            ).stdout.strip()
-            != "True"
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"CRD {crd} not Established after {timeout:.0f}s")
-            time.sleep(0.2)
 
 
 def _free_port() -> int:

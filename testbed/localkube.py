@@ -226,6 +226,31 @@ def ensure_binaries(version: str | None = None, *, force: bool = False) -> Binar
     return Binaries(version, d / "kube-apiserver", d / "kubectl", find_etcd())
 
 
+def wait_established(kubectl: str | Path, env: dict[str, str], *crds: str, timeout: float = 60) -> None:
+    """Wait until each named CRD is Established (all CRDs when none is named), polling: `kubectl
+    wait --for=condition=Established` right after an apply can fail at once on a CRD whose status
+    the API server has not written yet ("conditions accessor error: <nil>", kubectl 1.34)."""
+
+    def get(*args: str) -> str:
+        return subprocess.run(
+            [str(kubectl), "get", "crd", *args], env=env, capture_output=True, text=True
+        ).stdout.strip()
+
+    deadline = time.monotonic() + timeout
+    while True:
+        names = crds or tuple(get("-o", "jsonpath={.items[*].metadata.name}").split())
+        pending = [
+            name
+            for name in names
+            if get(name, "-o", 'jsonpath={.status.conditions[?(@.type=="Established")].status}') != "True"
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise LocalKubeError(f"CRDs not Established after {timeout:.0f}s: {pending}")
+        time.sleep(0.2)
+
+
 # ------------------------------------------------------------------------ credentials
 
 

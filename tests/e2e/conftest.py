@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,32 +61,8 @@ class Kube:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
     def wait_established(self, *crds: str, timeout: float = 60) -> None:
-        """Wait until each CRD (all when none is named) is Established. Polls: `kubectl wait
-        --for=condition=Established` right after an apply sometimes fails at once on a CRD whose
-        status is not written yet ("conditions accessor error: <nil>", kubectl 1.34)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            names = crds or tuple(
-                self.kubectl("get", "crd", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
-            )
-            pending = [
-                name
-                for name in names
-                if self.kubectl(
-                    "get",
-                    "crd",
-                    name.removeprefix("crd/"),
-                    "-o",
-                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
-                    check=False,
-                ).stdout.strip()
-                != "True"
-            ]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"CRDs not Established after {timeout:.0f}s: {pending}")
-            time.sleep(0.2)
+        """Wait until each CRD (all when none is named) is Established (localkube.wait_established)."""
+        localkube.wait_established(self.kubectl_path, self.env, *crds, timeout=timeout)
 
     def apply(self, manifest: str, *args: str) -> subprocess.CompletedProcess[str]:
         """`kubectl apply -f -` with the given YAML/JSON text."""

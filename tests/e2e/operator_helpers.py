@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from testbed import localkube
+
 REPO = Path(__file__).resolve().parents[2]
 GPUPOOL = str(Path(sys.executable).parent / "gpupool")
 _peerings = itertools.count(1)
@@ -96,7 +98,7 @@ PEERING_CRD = REPO / "crds" / "kopf" / "clusterkopfpeerings.kopf.dev.yaml"
 def ensure_peering(kube, name: str) -> None:
     """The ClusterKopfPeering the replicas share (kopf does not create it; manifests/peering.yaml does)."""
     kube.kubectl("apply", "-f", str(PEERING_CRD))
-    wait_established(kube, "clusterkopfpeerings.kopf.dev")
+    localkube.wait_established(kube.kubectl_path, kube.env, "clusterkopfpeerings.kopf.dev")
     doc = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
@@ -147,29 +149,3 @@ def delete_all_pools(kube) -> None:
     if names:
         kube.kubectl("delete", "ghp", "--all", "--wait=true", "--timeout=30s", check=False)
     kube.kubectl("delete", "events", "-n", "default", "--all", check=False)
-
-
-def wait_established(kube, *crds: str, timeout: float = 60) -> None:
-    """Wait until each named CRD is Established, polling (`kubectl wait` right after an apply
-    sometimes fails at once on a CRD whose status is not written yet, kubectl 1.34). Works with
-    any object that has `kubectl(*args, check=...)`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pending = [
-            name
-            for name in crds
-            if kube.kubectl(
-                "get",
-                "crd",
-                name,
-                "-o",
-                'jsonpath={.status.conditions[?(@.type=="Established")].status}',
-                check=False,
-            ).stdout.strip()
-            != "True"
-        ]
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"CRDs not Established after {timeout:.0f}s: {pending}")
-        time.sleep(0.2)

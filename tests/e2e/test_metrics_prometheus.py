@@ -89,7 +89,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def crd(kube):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "crd/gpuhostpools.gpupool.io", "--timeout=60s")
+    kube.wait_established("gpuhostpools.gpupool.io")
     return kube
 
 

@@ -109,18 +109,7 @@ def record(out: Path, workdir: Path) -> list[Path]:
             state_dir=cp.state_dir,
         )
         kube.kubectl("apply", "-f", str(REPO / "crds"))
-        # Not `kubectl wait --for=condition=Established` at once: kubectl 1.34 fails on a CRD the
-        # API server has not written a status for yet ("accessor error: <nil> is of the type <nil>").
-        wait(
-            "the CRD established",
-            lambda: any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in kube.kubectl_json("get", "crd", "gpuhostpools.gpupool.io")
-                .get("status", {})
-                .get("conditions")
-                or ()
-            ),
-        )
+        kube.wait_established("gpuhostpools.gpupool.io")
         sim = SimProcess(fleet(), workdir / "sim").start()
         peering = new_peering()
 
