@@ -33,7 +33,6 @@ Library (`from testbed import gitops_health`):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +44,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from testbed.cache import cache_root, find_go, locked
 
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "gitops-health"
@@ -60,11 +61,6 @@ def _log(msg: str) -> None:
     print(f"[gitops-health] {msg}", file=sys.stderr, flush=True)
 
 
-def cache_root() -> Path:
-    env = os.environ.get("GPUPOOL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gpupool"
-
-
 def module_key() -> str:
     """What the binary is built from: go.mod, go.sum and the Go sources, hashed."""
     digest = hashlib.sha256()
@@ -78,12 +74,9 @@ def binary_dir(key: str | None = None) -> Path:
 
 
 def _go() -> str:
-    go = os.environ.get("GO") or shutil.which("go")
+    go = find_go()
     if go:
         return go
-    for cand in ("/usr/local/go/bin/go", str(Path.home() / "go" / "bin" / "go")):
-        if os.access(cand, os.X_OK):
-            return cand
     raise GitopsHealthError(
         "Go is needed once per machine to build the kstatus/Argo CD health harness "
         "(https://go.dev/dl/, >= the version in testbed/gitops-health/go.mod); set $GO or put `go` on PATH"
@@ -130,18 +123,8 @@ def build_binary(key: str | None = None) -> Path:
     return dest / BINARY_NAME
 
 
-@contextlib.contextmanager
 def _build_lock(key: str):
-    import fcntl
-
-    path = cache_root() / "gitops-health" / f".{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locked(cache_root() / "gitops-health" / f".{key}.lock")
 
 
 def ensure_binary(*, force: bool = False) -> Path:

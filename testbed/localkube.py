@@ -50,6 +50,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from testbed.cache import cache_root, find_go, locked
+
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "kube-apiserver"
 DEFAULT_STATE_DIR = REPO / ".cache" / "localkube"
@@ -76,11 +78,6 @@ def kube_version() -> str:
     if not m:
         raise LocalKubeError(f"cannot find the k8s.io/kubernetes version in {GO_MODULE / 'go.mod'}")
     return m.group(1)
-
-
-def cache_root() -> Path:
-    env = os.environ.get("GPUPOOL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gpupool"
 
 
 def binaries_dir(version: str | None = None) -> Path:
@@ -115,11 +112,8 @@ def _ldflags(version: str) -> str:
 
 
 def _go() -> str:
-    go = os.environ.get("GO") or shutil.which("go")
+    go = find_go()
     if not go:
-        for cand in ("/usr/local/go/bin/go", str(Path.home() / "go" / "bin" / "go")):
-            if os.access(cand, os.X_OK):
-                return cand
         raise LocalKubeError(
             "Go is needed once per machine to build kube-apiserver and kubectl "
             "(https://go.dev/dl/, >= the version in testbed/kube-apiserver/go.mod); set $GO or put `go` on PATH"
@@ -173,18 +167,8 @@ def build_binaries(version: str | None = None) -> Path:
     return dest
 
 
-@contextlib.contextmanager
 def _build_lock(version: str):
-    import fcntl
-
-    path = cache_root() / "kube" / f".{version}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locked(cache_root() / "kube" / f".{version}.lock")
 
 
 def find_etcd() -> Path:

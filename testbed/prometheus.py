@@ -36,7 +36,6 @@ Library (`from testbed import prometheus`; the `prometheus` fixtures in tests/co
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -55,6 +54,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from testbed.cache import cache_root, locked
+
 HOST = "127.0.0.1"
 PACKAGE = "prometheus"
 MIN_VERSION = (2, 37)  # promtool's rule unit tests and the HTTP API as used here
@@ -69,11 +70,6 @@ def _log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- binaries
-
-
-def cache_root() -> Path:
-    env = os.environ.get("GPUPOOL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gpupool"
 
 
 def cache_dir() -> Path:
@@ -175,16 +171,8 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
 def _install_lock():
-    import fcntl
-
-    with open(_mkdir(cache_dir()) / ".install.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locked(cache_dir() / ".install.lock")
 
 
 def install() -> Binaries:

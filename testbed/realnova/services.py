@@ -46,6 +46,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from testbed.cache import cache_root
+
 # The package directory: the service configs, and the scripts the real-Nova venv runs by path.
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -82,10 +84,6 @@ class RealNovaError(Exception):
 
 
 # -- install ----------------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("GPUPOOL_CACHE") or Path.home() / ".cache" / "gpupool")
 
 
 def venv_dir(root: Path | None = None) -> Path:
