@@ -133,9 +133,7 @@ def pass_reported(
 ) -> None:
     """A resource's pools, moves in flight, blockers and conditions after a pass (or during one)."""
     plan = report.plan
-    moving: dict[str, int] = {}
-    for flight in report.in_flight:
-        moving[flight.move.pool] = moving.get(flight.move.pool, 0) + 1
+    moving = report.moving_per_pool
     pools = [(p.label, p.aggregate, p.desired, p.current) for p in plan.pools.targets()]
     on_demand = plan.pools.on_demand
     with _lock:

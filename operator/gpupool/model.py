@@ -322,6 +322,14 @@ class PassReport:
     gpus_per_host: int | None = None
 
     @property
+    def moving_per_pool(self) -> dict[PoolLabel, int]:
+        """Moves under way, by the pool they serve."""
+        counts: dict[PoolLabel, int] = {}
+        for flight in self.in_flight:
+            counts[flight.move.pool] = counts.get(flight.move.pool, 0) + 1
+        return counts
+
+    @property
     def needs_attention(self) -> list[MoveResult]:
         """Moves left for a person: someone else's reason on the host, or an instance in the way."""
         return [r for r in self.results if r.outcome in (Outcome.INTERRUPTED, Outcome.HELD)]

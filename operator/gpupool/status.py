@@ -38,7 +38,7 @@ from .api import (
     PoolStatus,
     Summary,
 )
-from .model import ON_DEMAND, InFlight, Outcome, PassReport, PoolState, Verdict
+from .model import ON_DEMAND, Outcome, PassReport, PoolState, Verdict
 
 
 def timestamp(seconds: float) -> str:
@@ -160,7 +160,7 @@ def build_status(
     previous = previous or {}
     plan = report.plan
     pools = plan.pools
-    moving = _moving_per_pool(report.in_flight)
+    moving = report.moving_per_pool
 
     gpus = gpus_per_pool(report)
 
@@ -303,13 +303,6 @@ def gpus_per_pool(report: PassReport) -> dict[str, GpuCounts]:
         )
         for label, hosts in members
     }
-
-
-def _moving_per_pool(in_flight: list[InFlight]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for flight in in_flight:
-        counts[flight.move.pool] = counts.get(flight.move.pool, 0) + 1
-    return counts
 
 
 def _history(previous: dict[str, Any]) -> list[MoveRecord]:
