@@ -91,10 +91,30 @@ def test_manifests_apply_and_their_rbac_is_enough_to_run(kube, tmp_path):
             assert any(e["reason"] == "MoveFinished" for e in events(kube, "rbac-check"))
             # kopf keeps this replica's record in the peering object the manifests created.
             assert "sa-op" in peering_records(kube, "gpupool-operator")
-            assert "Forbidden" not in operator.log() and "403" not in operator.log(), operator.log()
+            assert not refusals_in(operator.log()), operator.log()
         finally:
             operator.stop()
             delete_all_pools(kube)
+
+
+def refusals_in(log: str) -> list[str]:
+    """Lines where the API server refused the operator: `forbidden` or an HTTP 403.
+
+    The log's timestamps are cut first: `08:56:15,403` is a millisecond, not a refusal."""
+    lines = (re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "", line) for line in log.splitlines())
+    return [line for line in lines if re.search(r"forbidden|\b403\b", line, re.IGNORECASE)]
+
+
+def test_refusals_are_found_and_timestamps_are_not_refusals():
+    log = (
+        "2026-12-02 08:56:15,403 INFO gpupool.mover: gpu-l40-001 L40-n3 -> L40-n3-spot: Confirm\n"
+        "2026-12-02 08:56:16,001 ERROR kopf: 403, message='Forbidden'\n"
+        '2026-12-02 08:56:17,002 ERROR kopf: leases is forbidden: User "x" cannot list\n'
+    )
+    assert refusals_in(log) == [
+        "ERROR kopf: 403, message='Forbidden'",
+        'ERROR kopf: leases is forbidden: User "x" cannot list',
+    ]
 
 
 def test_the_package_the_dockerfile_installs_is_complete(tmp_path):
