@@ -36,16 +36,13 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from testbed.cache import cache_root, find_go, locked
+from testbed.cache import GoBuildFailed, cache_root, find_go, go_build_into, locked
 
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "gitops-health"
@@ -87,40 +84,25 @@ def build_binary(key: str | None = None) -> Path:
     """Build the harness into the cache (unconditionally); returns the binary's path."""
     key = key or module_key()
     dest = binary_dir(key)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-build-", dir=dest.parent))
     go = _go()
-    cmd = [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / BINARY_NAME), "."]
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS=os.environ.get("GITOPS_HEALTH_GOFLAGS", "-mod=readonly"))
     _log(f"building the kstatus/Argo CD health harness ({key}; first time on this machine: ~1-2 min) ...")
-    t0 = time.monotonic()
     try:
-        subprocess.run(cmd, cwd=GO_MODULE, env=env, check=True)
-        versions = subprocess.run(
-            [str(tmp / BINARY_NAME), "-versions"], capture_output=True, text=True, check=True
-        ).stdout
-        (tmp / "BUILD_INFO").write_text(
-            json.dumps(
-                {
-                    "key": key,
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "seconds": round(time.monotonic() - t0, 1),
-                    "versions": json.loads(versions),
-                },
-                indent=2,
-            )
-            + "\n"
+        seconds = go_build_into(
+            dest,
+            GO_MODULE,
+            lambda out: [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / BINARY_NAME), "."],
+            lambda out: {"key": key, "versions": json.loads(_run_versions(out / BINARY_NAME))},
+            goflags=os.environ.get("GITOPS_HEALTH_GOFLAGS", "-mod=readonly"),
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
-    except subprocess.CalledProcessError as e:
-        raise GitopsHealthError(f"go build failed ({e.returncode}): {' '.join(cmd)} in {GO_MODULE}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _log(f"built into {dest} in {time.monotonic() - t0:.0f}s")
+    except GoBuildFailed as e:
+        raise GitopsHealthError(str(e)) from e
+    _log(f"built into {dest} in {seconds:.0f}s")
     return dest / BINARY_NAME
+
+
+def _run_versions(binary: Path) -> str:
+    """The module versions the harness was built with (kstatus, gopher-lua), as it reports them."""
+    return subprocess.run([str(binary), "-versions"], capture_output=True, text=True, check=True).stdout
 
 
 def _build_lock(key: str):

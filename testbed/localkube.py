@@ -50,7 +50,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from testbed.cache import cache_root, find_go, locked
+from testbed.cache import GoBuildFailed, cache_root, find_go, go_build_into, locked
+from testbed.daemons import spawn, tail
 
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "kube-apiserver"
@@ -125,45 +126,25 @@ def build_binaries(version: str | None = None) -> Path:
     """Build kube-apiserver and kubectl into the cache (unconditionally)."""
     version = version or kube_version()
     dest = binaries_dir(version)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}-build-", dir=dest.parent))
-    cmd = [
-        _go(),
-        "build",
-        "-trimpath",
-        "-ldflags",
-        _ldflags(version),
-        "-o",
-        str(tmp) + os.sep,
-        "./cmd/kube-apiserver",
-        "./cmd/kubectl",
-    ]
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS=os.environ.get("LOCALKUBE_GOFLAGS", "-mod=readonly"))
+    go = _go()
     _log(f"building kube-apiserver and kubectl {version} (first time on this machine: ~10-20 min) ...")
-    t0 = time.monotonic()
     try:
-        subprocess.run(cmd, cwd=GO_MODULE, env=env, check=True)
-        (tmp / "BUILD_INFO").write_text(
-            json.dumps(
-                {
-                    "version": version,
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "seconds": round(time.monotonic() - t0, 1),
-                    "go": subprocess.run([cmd[0], "version"], capture_output=True, text=True).stdout.strip(),
-                },
-                indent=2,
-            )
-            + "\n"
+        seconds = go_build_into(
+            dest,
+            GO_MODULE,
+            lambda out: (
+                [go, "build", "-trimpath", "-ldflags", _ldflags(version), "-o", str(out) + os.sep]
+                + ["./cmd/kube-apiserver", "./cmd/kubectl"]
+            ),
+            lambda out: {
+                "version": version,
+                "go": subprocess.run([go, "version"], capture_output=True, text=True).stdout.strip(),
+            },
+            goflags=os.environ.get("LOCALKUBE_GOFLAGS", "-mod=readonly"),
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
-    except subprocess.CalledProcessError as e:
-        raise LocalKubeError(f"go build failed ({e.returncode}): {' '.join(cmd)} in {GO_MODULE}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _log(f"built into {dest} in {time.monotonic() - t0:.0f}s")
+    except GoBuildFailed as e:
+        raise LocalKubeError(str(e)) from e
+    _log(f"built into {dest} in {seconds:.0f}s")
     return dest
 
 
@@ -454,32 +435,8 @@ def _stop_pids(pids: list[int], state_dir: Path, procs: dict, timeout: float = 1
                 procs[pid].wait()
 
 
-def _tail(path: Path, n: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): get SIGKILL when the starting process dies,
-    so a killed test run leaves no etcd/kube-apiserver behind."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-
 def _spawn(cmd: list[str], log: Path, pidfile: Path, die_with_parent: bool) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not hit by the terminal's Ctrl-C; stopped explicitly
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
-        )
+    proc = spawn(cmd, log, die_with_parent=die_with_parent)
     pidfile.write_text(f"{proc.pid}\n")
     return proc
 
@@ -490,7 +447,7 @@ def _wait(what: str, proc: subprocess.Popen, log: Path, check, timeout: float) -
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LocalKubeError(
-                f"{what} exited with {proc.returncode}; last log lines ({log}):\n{_tail(log)}"
+                f"{what} exited with {proc.returncode}; last log lines ({log}):\n{tail(log)}"
             )
         try:
             if check():
@@ -499,7 +456,7 @@ def _wait(what: str, proc: subprocess.Popen, log: Path, check, timeout: float) -
             last = e
         time.sleep(0.1)
     raise LocalKubeError(
-        f"{what} not ready after {timeout:.0f}s ({last}); last log lines ({log}):\n{_tail(log)}"
+        f"{what} not ready after {timeout:.0f}s ({last}); last log lines ({log}):\n{tail(log)}"
     )
 
 

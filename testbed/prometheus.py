@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.cache import cache_root, locked
+from testbed.daemons import spawn, tail
 
 HOST = "127.0.0.1"
 PACKAGE = "prometheus"
@@ -236,20 +236,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGKILL when the starting process dies."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
-def _tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
 def config(
     targets: Mapping[str, Sequence[str]],
     rule_files: Sequence[Path | str] = (),
@@ -386,7 +372,7 @@ class Server:
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise PrometheusError(f"prometheus exited with {self.proc.returncode}:\n{_tail(self.log_file)}")
+            raise PrometheusError(f"prometheus exited with {self.proc.returncode}:\n{tail(self.log_file)}")
 
     def ready(self) -> bool:
         try:
@@ -462,26 +448,18 @@ def _start_once(sd: Path, b: Binaries, timeout: float, temporary: bool, die_with
         "--web.enable-lifecycle",
         "--log.level=info",
     ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not hit by the terminal's Ctrl-C; stopped explicitly
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
-        )
+    proc = spawn(cmd, log, die_with_parent=die_with_parent, append=False)
     server = Server(f"http://{HOST}:{port}", sd, b, proc, temporary)
     t0 = time.monotonic()
     try:
         while not server.ready():
             if proc.poll() is not None:
                 raise PrometheusError(
-                    f"prometheus exited with {proc.returncode}; last log lines ({log}):\n{_tail(log)}"
+                    f"prometheus exited with {proc.returncode}; last log lines ({log}):\n{tail(log)}"
                 )
             if time.monotonic() - t0 > timeout:
                 raise PrometheusError(
-                    f"prometheus not ready after {timeout:.0f}s; last log lines:\n{_tail(log)}"
+                    f"prometheus not ready after {timeout:.0f}s; last log lines:\n{tail(log)}"
                 )
             time.sleep(0.05)
     except BaseException:
