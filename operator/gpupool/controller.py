@@ -28,7 +28,7 @@ from .movelock import FencedCloud, MoveLock
 from .ports import ClosableCloud, CloudPort, KubePort
 from .publisher import Mailbox, StatusPublisher
 from .reconciler import Reconciler, has_work, orphan_moves, roll_back_orphans
-from .status import gpus_per_pool, verdict, verdict_of
+from .status import gpus_per_pool
 
 log = logging.getLogger(__name__)
 # After a cloud could not be reached or refused our credentials, how soon to try again (a fixed
@@ -100,43 +100,39 @@ def _config_stamp() -> tuple | None:
 
 
 class MeteredPublisher:
-    """A resource's StatusPublisher that also records what it publishes as metrics (metrics.py)."""
+    """A resource's StatusPublisher that also records what it publishes as metrics (metrics.py):
+    the verdict the metrics show is the one the publisher put in the status."""
 
     def __init__(self, publisher: StatusPublisher, name: str):
         self._publisher = publisher
         self._name = name
 
     def update(self, report: PassReport) -> None:
-        self._publisher.update(report)
-        metrics.pass_reported(self._name, report, verdict_of(report), _gpus(report), time.time())
+        found = self._publisher.update(report)
+        metrics.pass_reported(self._name, report, found, _gpus(report), time.time())
 
     def final(self, report: PassReport, returned: bool | None = None) -> None:
-        self._publisher.final(report, returned=returned)
-        metrics.pass_reported(self._name, report, verdict_of(report), _gpus(report), time.time())
+        found = self._publisher.final(report, returned=returned)
+        metrics.pass_reported(self._name, report, found, _gpus(report), time.time())
         metrics.moves_finished(self._name, [(str(r.outcome), r.seconds) for r in report.results])
 
     def seen(self) -> None:
         self._publisher.seen()
 
     def invalid(self, problems: str) -> None:
-        self._publisher.invalid(problems)
-        metrics.verdict_reported(self._name, verdict("InvalidSpec", problems))
+        metrics.verdict_reported(self._name, self._publisher.invalid(problems))
 
     def conflict(self, message: str) -> None:
-        self._publisher.conflict(message)
-        metrics.verdict_reported(self._name, verdict("Conflict", message))
+        metrics.verdict_reported(self._name, self._publisher.conflict(message))
 
     def cloud_error(self, message: str) -> None:
-        self._publisher.cloud_error(message)
-        metrics.verdict_reported(self._name, verdict("CloudError", message))
+        metrics.verdict_reported(self._name, self._publisher.cloud_error(message))
 
     def failed(self, message: str) -> None:
-        self._publisher.failed(message)
-        metrics.verdict_reported(self._name, verdict("InternalError", message))
+        metrics.verdict_reported(self._name, self._publisher.failed(message))
 
     def waiting(self, message: str) -> None:
-        self._publisher.waiting(message)
-        metrics.verdict_reported(self._name, verdict("OtherProcessMoving", message))
+        metrics.verdict_reported(self._name, self._publisher.waiting(message))
 
 
 def _gpus(report: PassReport) -> dict[str, tuple[int, int | None]]:

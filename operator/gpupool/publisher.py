@@ -18,9 +18,9 @@ from typing import Any
 
 from .api import LAST_MOVES_LIMIT
 from .errors import StatusConflict
-from .model import Outcome, PassReport, Step
+from .model import Outcome, PassReport, Step, Verdict
 from .ports import KubePort
-from .status import build_status, verdict, verdict_status, wire
+from .status import build_status, verdict, verdict_of, verdict_status, wire
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -78,7 +78,9 @@ class StatusPublisher:
 
     # -- during a pass ------------------------------------------------------------------------
 
-    def update(self, report: PassReport) -> None:
+    def update(self, report: PassReport) -> Verdict:
+        """Say how the pass goes (the status at most every MIN_INTERVAL_S unless its shape changed);
+        returns the verdict the status carries."""
         with self._lock:
             self._events(report)
             shape = (tuple(sorted(f.move.host for f in report.in_flight)), len(report.results))
@@ -95,8 +97,9 @@ class StatusPublisher:
                 if self.mailbox.history or self._differs(build(self.previous)):
                     self._publish(build)
                 self._last_shape = shape
+        return verdict_of(report)
 
-    def final(self, report: PassReport, returned: bool | None = None) -> None:
+    def final(self, report: PassReport, returned: bool | None = None) -> Verdict:
         with self._lock:
             self._events(report)
 
@@ -109,6 +112,7 @@ class StatusPublisher:
             # write per resource and round (and wake every watcher) for nothing.
             if self.mailbox.history or self._differs(build(self.previous)):
                 self._publish(build)
+        return verdict_of(report)
 
     # -- without a pass -----------------------------------------------------------------------
 
@@ -121,23 +125,25 @@ class StatusPublisher:
             what = "new resource" if new else f"spec changed (generation {self.generation})"
             self._verdict("NewGeneration", f"{what}: planning", event=False)
 
-    def invalid(self, problems: str) -> None:
-        self._verdict("InvalidSpec", f"the spec is invalid: {problems}")
+    # Each returns the verdict the status now carries (the metrics record the same one).
 
-    def conflict(self, message: str) -> None:
-        self._verdict("Conflict", message)
+    def invalid(self, problems: str) -> Verdict:
+        return self._verdict("InvalidSpec", f"the spec is invalid: {problems}")
 
-    def cloud_error(self, message: str) -> None:
-        self._verdict("CloudError", message)
+    def conflict(self, message: str) -> Verdict:
+        return self._verdict("Conflict", message)
 
-    def failed(self, message: str) -> None:
-        self._verdict("InternalError", message)
+    def cloud_error(self, message: str) -> Verdict:
+        return self._verdict("CloudError", message)
 
-    def waiting(self, message: str) -> None:
+    def failed(self, message: str) -> Verdict:
+        return self._verdict("InternalError", message)
+
+    def waiting(self, message: str) -> Verdict:
         """Another gpupool process holds the cloud's move lock: nothing moves here meanwhile."""
-        self._verdict("OtherProcessMoving", message)
+        return self._verdict("OtherProcessMoving", message)
 
-    def _verdict(self, reason: str, message: str, *, event: bool = True) -> None:
+    def _verdict(self, reason: str, message: str, *, event: bool = True) -> Verdict:
         """No pass ran: the conditions say why (status.verdict), with an Event when it is news."""
         found = verdict(reason, message)
         with self._lock:
@@ -153,6 +159,7 @@ class StatusPublisher:
                 self._publish(build)
             if event and (before.get("reason"), before.get("message")) != (reason, message):
                 self._post("Normal" if reason == "OtherProcessMoving" else "Warning", reason, message)
+        return found
 
     # -- helpers ------------------------------------------------------------------------------
 
