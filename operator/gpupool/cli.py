@@ -413,15 +413,11 @@ def _conflicts(pools, args) -> dict[str, str]:
     Two resources managing one aggregate would undo each other's moves; as in the operator, the
     earlier keeps the aggregate and the later one moves nothing and says why.
     """
-    from .conflicts import find_conflicts
+    from .conflicts import find_conflicts_per_cloud
 
-    by_cloud: dict[str, list] = {}
-    for index, pool in enumerate(pools):
-        by_cloud.setdefault(_cloud_of(pool, args), []).append((pool.name, f"{index:09d}", pool.spec))
-    waiting: dict[str, str] = {}
-    for entries in by_cloud.values():
-        waiting.update(find_conflicts(entries))
-    return waiting
+    return find_conflicts_per_cloud(
+        (_cloud_of(pool, args), pool.name, f"{index:09d}", pool.spec) for index, pool in enumerate(pools)
+    )
 
 
 def _conflict_status(message: str) -> dict:

@@ -35,6 +35,20 @@ def find_conflicts(pools: Iterable[tuple[str, str, GpuHostPoolSpec]]) -> dict[st
     return waiting
 
 
+def find_conflicts_per_cloud(pools: Iterable[tuple[str, str, str, GpuHostPoolSpec]]) -> dict[str, str]:
+    """(cloud, name, creationTimestamp, spec) of each resource -> find_conflicts on each cloud.
+
+    An aggregate name is only unique within its cloud: `L40-n3-spot` on prod and on staging are
+    two aggregates, and the resources managing them do not conflict."""
+    by_cloud: dict[str, list[tuple[str, str, GpuHostPoolSpec]]] = {}
+    for cloud, name, created, spec in pools:
+        by_cloud.setdefault(cloud, []).append((name, created, spec))
+    waiting: dict[str, str] = {}
+    for entries in by_cloud.values():
+        waiting.update(find_conflicts(entries))
+    return waiting
+
+
 def neighbours_of(name: str, pools: Iterable[tuple[str, GpuHostPoolSpec]]) -> Neighbours:
     """The aggregates the other GpuHostPools on the same cloud manage, for `name`'s planner."""
     others = {

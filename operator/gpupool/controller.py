@@ -21,7 +21,7 @@ from typing import Protocol
 
 from . import metrics
 from .api import GpuHostPoolSpec, SpecError, parse_pool
-from .conflicts import find_conflicts, neighbours_of
+from .conflicts import find_conflicts_per_cloud, neighbours_of
 from .errors import CloudError
 from .model import Neighbours, Outcome, PassReport, Snapshot
 from .movelock import FencedCloud, MoveLock
@@ -257,8 +257,10 @@ class Controller:
         for view in valid:
             if not view.deleting:
                 self._publisher(view).seen()  # a generation the handlers' write did not reach yet
-        conflicts = find_conflicts(
-            [(v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec) for v in valid if v.spec]
+        conflicts = find_conflicts_per_cloud(
+            (v.spec.cloud, v.name, v.body["metadata"].get("creationTimestamp", ""), v.spec)
+            for v in valid
+            if v.spec
         )
         by_cloud: dict[str, list[PoolView]] = {}
         for view in valid:
@@ -284,6 +286,13 @@ class Controller:
         except CloudError as exc:
             for view in group:
                 self._publisher(view).cloud_error(str(exc))
+            return min(self.interval_s, CLOUD_RETRY_S)
+        except Exception as exc:  # noqa: BLE001 - one cloud's surprise must not stop the others
+            # The text of an exception we did not expect may carry what clouds.yaml holds: only its type.
+            log.error("cloud %r: connecting failed unexpectedly (%s)", cloud_name, type(exc).__name__)
+            message = f"connecting to cloud {cloud_name!r} failed ({type(exc).__name__}); check its clouds.yaml entry"
+            for view in group:
+                self._publisher(view).cloud_error(message)
             return min(self.interval_s, CLOUD_RETRY_S)
         specs = {v.name: v.effective_spec() for v in group}
         entries = [(name, spec) for name, spec in specs.items()]

@@ -7,7 +7,7 @@ import itertools
 import yaml
 
 from gpupool.api import load_pools
-from gpupool.conflicts import find_conflicts
+from gpupool.conflicts import find_conflicts, find_conflicts_per_cloud
 
 
 def spec(gpu: str, **pools):
@@ -42,3 +42,12 @@ def test_same_timestamp_breaks_ties_by_name():
     a = ("alpha", "2026-11-01T00:00:00Z", spec("L40"))
     b = ("beta", "2026-11-01T00:00:00Z", spec("L40"))
     assert set(find_conflicts([b, a])) == {"beta"}
+
+
+def test_the_same_aggregate_names_on_two_clouds_are_two_aggregates():
+    l40 = spec("L40", spot={"hosts": 1})
+    waiting = find_conflicts_per_cloud(
+        [("prod", "a", "1", l40), ("staging", "b", "2", l40), ("prod", "c", "3", l40)]
+    )
+    assert set(waiting) == {"c"}
+    assert "'a'" in waiting["c"]

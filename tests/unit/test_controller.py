@@ -217,3 +217,41 @@ def test_gpu_usage_per_pool_is_read_at_its_own_cadence_and_shown_with_the_totals
     ctl.round()
     ctl.round()
     assert nova.count("gpus_in_use") == 1  # every 300 s by default, not every round
+
+
+def test_a_cloud_whose_connection_breaks_unexpectedly_does_not_stop_the_others(nova):
+    """An exception that is not a CloudError (a clouds.yaml entry the SDK cannot load, say) is
+    reported on that cloud's resources, without its text; the other clouds still converge."""
+    kube = FakeKube()
+    kube.apply("l40", l40(spot=1))
+    kube.apply("h100", {"gpuType": "H100", "cloud": "other", "pools": {"spot": {"hosts": 1}}})
+    other = FakeNova({"H100-n3": ["h-1", "h-2"], "H100-n3-spot": []})
+
+    def factory(name: str):
+        if name == "sim":
+            raise AttributeError("'str' object has no attribute 'get' (password=hunter2)")
+        return other
+
+    ctl = Controller(kube, Leading(), cloud_factory=factory)
+    ctl.round()
+    assert kube.ready("l40") == ("False", "CloudError")
+    message = kube.status("l40")["summary"]["message"]
+    assert "AttributeError" in message and "clouds.yaml" in message and "hunter2" not in message
+    assert kube.ready("h100") == ("True", "Converged")
+
+
+def test_the_same_aggregate_names_on_two_clouds_do_not_conflict(nova):
+    """prod and staging both have L40-n3-spot: two aggregates, two resources, no conflict."""
+    kube = FakeKube()
+    staging = FakeNova({"L40-n3": ["s-1", "s-2", "s-3"], "L40-n3-spot": []})
+    kube.apply("prod", l40(spot=2))
+    kube.apply("staging", {**l40(spot=1), "cloud": "staging"})
+    kube.apply("prod-again", l40(spot=3))
+    ctl = Controller(kube, Leading(), cloud_factory=lambda name: staging if name == "staging" else nova)
+    ctl.round()
+    assert kube.ready("prod") == ("True", "Converged")
+    assert kube.ready("staging") == ("True", "Converged")
+    assert kube.ready("prod-again") == ("False", "Conflict")
+    assert "'prod'" in kube.status("prod-again")["summary"]["message"]
+    assert len(nova.aggregates["L40-n3-spot"].hosts) == 2
+    assert len(staging.aggregates["L40-n3-spot"].hosts) == 1
