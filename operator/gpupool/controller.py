@@ -75,7 +75,9 @@ def parse(body: dict) -> PoolView:
 
 
 def returning_spec(spec: GpuHostPoolSpec) -> GpuHostPoolSpec:
-    """The same pools, each wanting 0 hosts: what deletionPolicy ReturnToOnDemand carries out."""
+    """The same pools, each wanting 0 hosts: what deletionPolicy ReturnToOnDemand carries out.
+    Every host that can go back goes back at once; one still running instances stays (and the
+    deletion waits for it) instead of holding back the others."""
     pools = spec.pools
     update: dict = {"contracts": [c.model_copy(update={"hosts": 0}) for c in pools.contracts]}
     if pools.spot is not None:
@@ -83,7 +85,12 @@ def returning_spec(spec: GpuHostPoolSpec) -> GpuHostPoolSpec:
     if pools.runpod is not None:
         update["runpod"] = pools.runpod.model_copy(update={"hosts": 0})
     return spec.model_copy(
-        update={"pools": pools.model_copy(update=update), "paused": False, "dry_run": False}
+        update={
+            "pools": pools.model_copy(update=update),
+            "policy": spec.policy.model_copy(update={"allow_partial": True}),
+            "paused": False,
+            "dry_run": False,
+        }
     )
 
 

@@ -144,6 +144,25 @@ def test_a_resource_deleted_with_return_to_on_demand_gives_its_hosts_back(nova):
     assert kube.status("l40")["returnedToOnDemand"] is True
 
 
+def test_a_deleted_resource_returns_every_host_it_can_while_one_still_runs_instances(nova):
+    kube = FakeKube()
+    kube.apply("l40", l40(spot=3, deletionPolicy="ReturnToOnDemand"))
+    ctl = controller(kube, nova)
+    ctl.round()
+    busy = sorted(nova.aggregates["L40-n3-spot"].hosts)[0]
+    nova.boot(busy)
+    kube.pools["l40"]["metadata"]["deletionTimestamp"] = "2026-12-02T01:00:00Z"
+    while ctl.round() == 0.0:
+        pass
+    assert nova.aggregates["L40-n3-spot"].hosts == {busy}  # the two idle ones are back
+    assert kube.status("l40")["returnedToOnDemand"] is False  # the deletion waits for the busy one
+    nova.instances[busy].clear()
+    while ctl.round() == 0.0:
+        pass
+    assert nova.aggregates["L40-n3-spot"].hosts == set()
+    assert kube.status("l40")["returnedToOnDemand"] is True
+
+
 def test_an_api_server_outage_loses_no_event(nova):
     kube = FakeKube()
     kube.apply("l40", l40(spot=2))
