@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,12 @@ def test_cli_reports_a_bad_fleet_in_one_line(tmp_path):
     assert (
         result.stderr.strip() == f"novasim: error: {path}:2: aggregates[0].name: every aggregate needs a name"
     )
+
+
+def test_the_fleet_file_example_in_the_docs_loads_as_described():
+    docs = (ROOT / "docs" / "novasim.md").read_text()
+    example = re.search(r"```yaml\n(cloud:.*?)```", docs, re.S)[1]
+    hosts = parse_fleet(example, "docs/novasim.md").hosts
+    assert hosts["gpu-l40-040"].disabled_reason == "RMA 4711"
+    (infer,) = hosts["gpu-l40-024"].instances
+    assert infer.extra_specs == {"pci_passthrough:alias": "l40:2"}
