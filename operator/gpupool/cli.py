@@ -82,7 +82,15 @@ def _add_plan(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
-    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE|FOLDER",
+        help="GpuHostPool YAML (or JSON) file, or a folder of .yaml/.yml/.json files; give -f as often as "
+        "needed",
+    )
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     parser.set_defaults(handler=_plan)
@@ -97,7 +105,15 @@ def _add_reconcile(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
-    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE|FOLDER",
+        help="GpuHostPool YAML (or JSON) file, or a folder of .yaml/.yml/.json files; give -f as often as "
+        "needed",
+    )
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     parser.add_argument(
@@ -337,34 +353,108 @@ def _crd(args) -> int:
     return EXIT_CONVERGED
 
 
-def _load_pools(path: str):
-    """Every GpuHostPool in a file, or in the *.yaml / *.yml files of a folder (sorted by name)."""
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")  # as `kubectl apply -f DIR` reads, in any case
+
+
+def _spec_files(paths: list[str], command: str) -> list:
+    """The files to read: each file given, and the .yaml/.yml/.json files of each folder given (sorted
+    by name, in any case; not recursive). Anything else in a folder gets a note on stderr, one line
+    per file, so that nothing is left out without a word (dot files, e.g. .gitkeep, are ignored)."""
     from pathlib import Path
 
+    files, seen = [], set()
+    for path in paths:
+        root = Path(path)
+        if root.is_dir():
+            found = []
+            for entry in sorted(root.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file() and entry.suffix.lower() in _SPEC_SUFFIXES:
+                    found.append(entry)
+                else:
+                    why = "a folder (not read recursively)" if entry.is_dir() else "not .yaml, .yml or .json"
+                    print(f"gpupool {command}: note: {entry}: skipped: {why}", file=sys.stderr)
+            if not found:
+                raise UserError(f"{path}: no .yaml, .yml or .json files in this folder")
+        elif root.is_file():
+            found = [root]
+        else:
+            raise UserError(f"{path}: no such file or folder")
+        for file in found:
+            if file.resolve() not in seen:  # the same file twice (-f a.yaml -f .) is read once
+                seen.add(file.resolve())
+                files.append(file)
+    return files
+
+
+def _read_spec_text(file) -> str:
+    """The text of a spec file, or a UserError saying what to fix: not UTF-8 (with the line), not a
+    readable file. JSON is YAML, except that YAML refuses a tab before a token: in valid JSON a tab
+    can only be whitespace between tokens, so it is read as a space."""
+    data = file.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"{file}:1: UTF-16 text, not UTF-8: save the file as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{file}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} in line {line}): save the file as UTF-8"
+        ) from None
+    if file.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+        text = text.replace("\t", " ")
+    return text
+
+
+def _name_lines(text: str) -> dict[str, int]:
+    """{metadata.name: its 1-based line} for each document of a spec file that parsed already."""
+    lines: dict[str, int] = {}
+    for document in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        if not isinstance(document, yaml.MappingNode):
+            continue
+        for key, value in document.value:
+            if key.value != "metadata" or not isinstance(value, yaml.MappingNode):
+                continue
+            for inner_key, inner in value.value:
+                if inner_key.value == "name" and isinstance(inner, yaml.ScalarNode):
+                    lines.setdefault(inner.value, inner_key.start_mark.line + 1)
+    return lines
+
+
+def _load_pools(paths: list[str], command: str = "plan"):
+    """Every GpuHostPool in the files and folders given (-f, as often as wanted), in that order."""
     from .api import SpecError, load_pools
 
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise UserError(f"{path}: no .yaml or .yml files in this folder")
-    elif root.is_file():
-        files = [root]
-    else:
-        raise UserError(f"{path}: no such file or folder")
     pools, problems = [], []
-    for file in files:
+    where: dict[str, list[str]] = {}  # name -> ["file:line", ...]
+    for file in _spec_files(paths, command):
         try:
-            pools.extend(load_pools(file.read_text(), source=str(file)))
+            text = _read_spec_text(file)
+            found = load_pools(text, source=str(file))
         except SpecError as exc:
             problems.extend(exc.problems)
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{file}: cannot read it: {exc}")
-    names = [p.name for p in pools]
-    problems.extend(
-        f"{path}: GpuHostPool {n!r} is defined twice"
-        for n in sorted({n for n in names if names.count(n) > 1})
-    )
+            continue
+        except UserError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append(f"{file}: cannot read it: {exc.strerror or exc}")
+            continue
+        lines = _name_lines(text)
+        for pool in found:
+            where.setdefault(pool.name, []).append(f"{file}:{lines.get(pool.name, 1)}")
+        pools.extend(found)
+    for name, places in where.items():
+        if len(places) > 1:
+            problems.append(
+                f"{places[-1]}: metadata.name: GpuHostPool {name!r} is defined in {len(places)} places "
+                f"({', '.join(places)}); keep one (or rename one)"
+            )
     if problems:
         raise UserError("\n".join(problems))
     return pools
@@ -485,7 +575,7 @@ def _plan(args) -> int:
     from .reconciler import recover_in_flight
     from .status import build_status, wire
 
-    pools = _load_pools(args.filename)
+    pools = _load_pools(args.filename, args.command)
     conflicts = _conflicts(pools, args)
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
@@ -563,7 +653,7 @@ def _reconcile(args) -> int:
     from .report import Progress
     from .status import build_status, wire
 
-    pools = _load_pools(args.filename)
+    pools = _load_pools(args.filename, args.command)
     conflicts = _conflicts(pools, args)
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
