@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +27,10 @@ EXIT_BLOCKED = 2
 EXIT_USAGE = 64  # sysexits' EX_USAGE: a mistyped command line is not "blocked" (2)
 # A run that would move more hosts than this asks first, on a terminal (`--yes` to skip).
 ASK_ABOVE = 5
+# `gpupool run`: the move lock is renewed every third of its TTL, and one Nova write can take seconds.
+LOCK_TTL_MIN_S = 10.0
+# `gpupool run`: kopf takes a few seconds to write this replica's first peering record.
+WATCHDOG_MIN_S = 10.0
 
 
 class UserError(Exception):
@@ -46,6 +52,82 @@ def _version() -> str:
         return version("gpupool-operator")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def _at_least(minimum: float, unit: str = "seconds", *, kind=float, zero: str | None = None):
+    """An argparse `type=`: a number of at least `minimum` (0 as well, meaning `zero`, when given).
+
+    A bad value is one usage line naming what is accepted: `argument --interval: must be at least
+    1 (seconds), got -1`.
+    """
+    accepted = f"at least {minimum:g} ({unit})" + (f", or 0 ({zero})" if zero else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, {accepted}, got {text!r}") from None
+        if not math.isfinite(value) or (value < minimum and not (zero and value == 0)):
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _listen_address(text: str) -> str:
+    """An argparse `type=`: HOST:PORT ([HOST]:PORT for IPv6, :PORT for every address)."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT with a port from 1 to 65535 (e.g. 0.0.0.0:9464, or :9464 for "
+            "every address)"
+        )
+    return f"{host}:{int(port)}"
+
+
+def _liveness_url(text: str) -> str:
+    """An argparse `type=`: the http:// URL kopf serves its liveness probe at."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. http://0.0.0.0:8080/healthz"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// URL with a port from 1 to 65535 ({example})"
+        ) from None
+    if parts.scheme != "http" or not parts.hostname or not parts.path.startswith("/") or port == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http://HOST:PORT/PATH URL ({example}; kopf serves plain http only)"
+        )
+    return text
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _operator_namespace() -> str:
+    return os.environ.get("POD_NAMESPACE") or "gpupool-system"
+
+
+def _kill_switch(text: str) -> tuple[str, str]:
+    """An argparse `type=`: NAMESPACE/NAME of the kill-switch ConfigMap; NAME alone is in the
+    operator's own namespace ($POD_NAMESPACE, else gpupool-system). A name Kubernetes cannot hold
+    is refused: no such ConfigMap could ever exist, and the switch would silently never work."""
+    namespace, slash, name = text.rpartition("/")
+    if not slash:
+        namespace = _operator_namespace()
+    if not _DNS_LABEL.fullmatch(namespace) or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAMESPACE/NAME or NAME of a ConfigMap (lower-case letters, digits and '-'; "
+            f"NAME alone is in {_operator_namespace()})"
+        )
+    return namespace, name
 
 
 def _add_cloud_argument(parser: argparse.ArgumentParser) -> None:
@@ -117,14 +199,18 @@ def _add_reconcile(subparsers) -> None:
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     parser.add_argument(
-        "--max-passes", type=int, default=10, help="give up after this many passes (default 10)"
+        "--max-passes",
+        type=_at_least(1, "passes", kind=int),
+        default=10,
+        help="give up after this many passes (default 10)",
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=_at_least(0),
         default=300.0,
         metavar="SECONDS",
-        help="while another gpupool process moves hosts on the cloud, wait this long for it (default 300)",
+        help="while another gpupool process moves hosts on the cloud, wait this long for it; 0: do not "
+        "wait (default 300)",
     )
     parser.add_argument(
         "-y",
@@ -158,7 +244,7 @@ def _add_run(subparsers) -> None:
         parents=[_common()],
     )
     _add_run_arguments(parser)
-    parser.set_defaults(handler=_run_operator)
+    parser.set_defaults(handler=_run_operator, check=lambda args: _check_run_arguments(parser, args))
 
 
 def _run_operator(args) -> int:
@@ -167,29 +253,37 @@ def _run_operator(args) -> int:
 
     try:
         return process.run(args)
-    except KubeConfigError as exc:
+    except (KubeConfigError, process.ListenError) as exc:
         raise UserError(str(exc)) from None
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--interval", type=float, default=60.0, metavar="SECONDS", help="drift check period (default 60)"
+        "--interval",
+        type=_at_least(1),
+        default=60.0,
+        metavar="SECONDS",
+        help="drift check period, at least 1 (default 60)",
     )
     parser.add_argument(
         "--liveness",
+        type=_liveness_url,
         default=None,
         metavar="URL",
-        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off); the operator "
+        "does not start when it cannot listen there",
     )
     parser.add_argument(
         "--metrics",
+        type=_listen_address,
         default=None,
         metavar="ADDR",
-        help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off)",
+        help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off); "
+        "the operator does not start when it cannot listen there",
     )
     parser.add_argument(
         "--gpu-usage-interval",
-        type=float,
+        type=_at_least(1, zero="never"),
         default=300.0,
         metavar="SECONDS",
         help="how often to read GPU usage per cloud (a server list, 1,000 servers a request); 0: never "
@@ -214,10 +308,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peering-lifetime",
-        type=int,
+        type=_at_least(3, "whole seconds", kind=int),
         default=15,
         metavar="SECONDS",
-        help="how long a silent replica's peering record holds off the others (default 15)",
+        help="how long a silent replica's peering record holds off the others, at least 3 (default 15)",
     )
     parser.add_argument(
         "--priority",
@@ -232,36 +326,49 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-ttl",
-        type=float,
+        type=_at_least(LOCK_TTL_MIN_S),
         default=30.0,
         metavar="SECONDS",
-        help="how long the cloud's move lock holds without renewal; a replica paused longer than half "
-        "of it proves its hold before writing again, and a dead holder's lock is taken over after it "
-        "(default 30)",
+        help="how long the cloud's move lock holds without renewal; it is renewed every third of it, a "
+        "replica paused longer than half of it proves its hold before writing again, and a dead holder's "
+        f"lock is taken over after it; at least {LOCK_TTL_MIN_S:g}, so that a slow Nova write does not "
+        "lose it (default 30)",
     )
     parser.add_argument(
         "--watchdog",
-        type=float,
+        type=_at_least(WATCHDOG_MIN_S),
         default=None,
         metavar="SECONDS",
         help="exit non-zero (for Kubernetes to restart it) when the API server stays unreadable or "
-        "kopf stops renewing this replica's peering record this long (default: 4 peering lifetimes, "
-        "at least 60)",
+        "kopf stops renewing this replica's peering record this long; at least "
+        f"{WATCHDOG_MIN_S:g} and more than --peering-lifetime (default: 4 peering lifetimes, at least 60)",
     )
     parser.add_argument(
         "--kill-switch",
-        default=f"{os.environ.get('POD_NAMESPACE') or 'gpupool-system'}/gpupool-stop",
-        metavar="NAMESPACE/NAME",
-        help="while this ConfigMap exists, no move starts on any cloud (default: "
-        "$POD_NAMESPACE/gpupool-stop, else gpupool-system/gpupool-stop)",
+        type=_kill_switch,
+        default="gpupool-stop",
+        metavar="[NAMESPACE/]NAME",
+        help="while this ConfigMap exists, no move starts on any cloud; NAME alone is in the operator's "
+        "namespace, $POD_NAMESPACE, else gpupool-system (default: gpupool-stop, i.e. "
+        f"{_operator_namespace()}/gpupool-stop here)",
     )
     parser.add_argument(
         "--shutdown-grace",
-        type=float,
+        type=_at_least(0),
         default=60.0,
         metavar="SECONDS",
-        help="on SIGTERM, how long moves under way may take to finish (default 60)",
+        help="on SIGTERM, how long moves under way may take to finish; 0: exit at once, the next "
+        "leader resumes them (default 60)",
     )
+
+
+def _check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What one argument's `type=` cannot check: how the arguments fit together."""
+    if args.watchdog is not None and args.watchdog <= args.peering_lifetime:
+        parser.error(
+            f"argument --watchdog: must be more than --peering-lifetime ({args.peering_lifetime} s), "
+            f"got {args.watchdog:g}: a live replica's record may go that long unrenewed"
+        )
 
 
 _STOP_EXAMPLES = """examples:
@@ -782,6 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "check", None) is not None:
+        args.check(args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
