@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +27,10 @@ EXIT_BLOCKED = 2
 EXIT_USAGE = 64  # sysexits' EX_USAGE: a mistyped command line is not "blocked" (2)
 # A run that would move more hosts than this asks first, on a terminal (`--yes` to skip).
 ASK_ABOVE = 5
+# `gpupool run`: the move lock is renewed every third of its TTL, and one Nova write can take seconds.
+LOCK_TTL_MIN_S = 10.0
+# `gpupool run`: kopf takes a few seconds to write this replica's first peering record.
+WATCHDOG_MIN_S = 10.0
 
 
 class UserError(Exception):
@@ -46,6 +52,82 @@ def _version() -> str:
         return version("gpupool-operator")
     except PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def _at_least(minimum: float, unit: str = "seconds", *, kind=float, zero: str | None = None):
+    """An argparse `type=`: a number of at least `minimum` (0 as well, meaning `zero`, when given).
+
+    A bad value is one usage line naming what is accepted: `argument --interval: must be at least
+    1 (seconds), got -1`.
+    """
+    accepted = f"at least {minimum:g} ({unit})" + (f", or 0 ({zero})" if zero else "")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, {accepted}, got {text!r}") from None
+        if not math.isfinite(value) or (value < minimum and not (zero and value == 0)):
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _listen_address(text: str) -> str:
+    """An argparse `type=`: HOST:PORT ([HOST]:PORT for IPv6, :PORT for every address)."""
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT with a port from 1 to 65535 (e.g. 0.0.0.0:9464, or :9464 for "
+            "every address)"
+        )
+    return f"{host}:{int(port)}"
+
+
+def _liveness_url(text: str) -> str:
+    """An argparse `type=`: the http:// URL kopf serves its liveness probe at."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. http://0.0.0.0:8080/healthz"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// URL with a port from 1 to 65535 ({example})"
+        ) from None
+    if parts.scheme != "http" or not parts.hostname or not parts.path.startswith("/") or port == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http://HOST:PORT/PATH URL ({example}; kopf serves plain http only)"
+        )
+    return text
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _operator_namespace() -> str:
+    return os.environ.get("POD_NAMESPACE") or "gpupool-system"
+
+
+def _kill_switch(text: str) -> tuple[str, str]:
+    """An argparse `type=`: NAMESPACE/NAME of the kill-switch ConfigMap; NAME alone is in the
+    operator's own namespace ($POD_NAMESPACE, else gpupool-system). A name Kubernetes cannot hold
+    is refused: no such ConfigMap could ever exist, and the switch would silently never work."""
+    namespace, slash, name = text.rpartition("/")
+    if not slash:
+        namespace = _operator_namespace()
+    if not _DNS_LABEL.fullmatch(namespace) or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAMESPACE/NAME or NAME of a ConfigMap (lower-case letters, digits and '-'; "
+            f"NAME alone is in {_operator_namespace()})"
+        )
+    return namespace, name
 
 
 def _add_cloud_argument(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +164,15 @@ def _add_plan(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
-    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE|FOLDER",
+        help="GpuHostPool YAML (or JSON) file, or a folder of .yaml/.yml/.json files; give -f as often as "
+        "needed",
+    )
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     parser.set_defaults(handler=_plan)
@@ -97,18 +187,30 @@ def _add_reconcile(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
-    parser.add_argument("-f", "--filename", required=True, help="GpuHostPool YAML file or folder of them")
+    parser.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        action="append",
+        metavar="FILE|FOLDER",
+        help="GpuHostPool YAML (or JSON) file, or a folder of .yaml/.yml/.json files; give -f as often as "
+        "needed",
+    )
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
     parser.add_argument(
-        "--max-passes", type=int, default=10, help="give up after this many passes (default 10)"
+        "--max-passes",
+        type=_at_least(1, "passes", kind=int),
+        default=10,
+        help="give up after this many passes (default 10)",
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=_at_least(0),
         default=300.0,
         metavar="SECONDS",
-        help="while another gpupool process moves hosts on the cloud, wait this long for it (default 300)",
+        help="while another gpupool process moves hosts on the cloud, wait this long for it; 0: do not "
+        "wait (default 300)",
     )
     parser.add_argument(
         "-y",
@@ -142,7 +244,7 @@ def _add_run(subparsers) -> None:
         parents=[_common()],
     )
     _add_run_arguments(parser)
-    parser.set_defaults(handler=_run_operator)
+    parser.set_defaults(handler=_run_operator, check=lambda args: _check_run_arguments(parser, args))
 
 
 def _run_operator(args) -> int:
@@ -151,29 +253,37 @@ def _run_operator(args) -> int:
 
     try:
         return process.run(args)
-    except KubeConfigError as exc:
+    except (KubeConfigError, process.ListenError) as exc:
         raise UserError(str(exc)) from None
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--interval", type=float, default=60.0, metavar="SECONDS", help="drift check period (default 60)"
+        "--interval",
+        type=_at_least(1),
+        default=60.0,
+        metavar="SECONDS",
+        help="drift check period, at least 1 (default 60)",
     )
     parser.add_argument(
         "--liveness",
+        type=_liveness_url,
         default=None,
         metavar="URL",
-        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off)",
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (default: off); the operator "
+        "does not start when it cannot listen there",
     )
     parser.add_argument(
         "--metrics",
+        type=_listen_address,
         default=None,
         metavar="ADDR",
-        help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off)",
+        help="serve Prometheus metrics on ADDR (host:port, e.g. 0.0.0.0:9464) at /metrics (default: off); "
+        "the operator does not start when it cannot listen there",
     )
     parser.add_argument(
         "--gpu-usage-interval",
-        type=float,
+        type=_at_least(1, zero="never"),
         default=300.0,
         metavar="SECONDS",
         help="how often to read GPU usage per cloud (a server list, 1,000 servers a request); 0: never "
@@ -198,10 +308,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--peering-lifetime",
-        type=int,
+        type=_at_least(3, "whole seconds", kind=int),
         default=15,
         metavar="SECONDS",
-        help="how long a silent replica's peering record holds off the others (default 15)",
+        help="how long a silent replica's peering record holds off the others, at least 3 (default 15)",
     )
     parser.add_argument(
         "--priority",
@@ -216,36 +326,49 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-ttl",
-        type=float,
+        type=_at_least(LOCK_TTL_MIN_S),
         default=30.0,
         metavar="SECONDS",
-        help="how long the cloud's move lock holds without renewal; a replica paused longer than half "
-        "of it proves its hold before writing again, and a dead holder's lock is taken over after it "
-        "(default 30)",
+        help="how long the cloud's move lock holds without renewal; it is renewed every third of it, a "
+        "replica paused longer than half of it proves its hold before writing again, and a dead holder's "
+        f"lock is taken over after it; at least {LOCK_TTL_MIN_S:g}, so that a slow Nova write does not "
+        "lose it (default 30)",
     )
     parser.add_argument(
         "--watchdog",
-        type=float,
+        type=_at_least(WATCHDOG_MIN_S),
         default=None,
         metavar="SECONDS",
         help="exit non-zero (for Kubernetes to restart it) when the API server stays unreadable or "
-        "kopf stops renewing this replica's peering record this long (default: 4 peering lifetimes, "
-        "at least 60)",
+        "kopf stops renewing this replica's peering record this long; at least "
+        f"{WATCHDOG_MIN_S:g} and more than --peering-lifetime (default: 4 peering lifetimes, at least 60)",
     )
     parser.add_argument(
         "--kill-switch",
-        default=f"{os.environ.get('POD_NAMESPACE') or 'gpupool-system'}/gpupool-stop",
-        metavar="NAMESPACE/NAME",
-        help="while this ConfigMap exists, no move starts on any cloud (default: "
-        "$POD_NAMESPACE/gpupool-stop, else gpupool-system/gpupool-stop)",
+        type=_kill_switch,
+        default="gpupool-stop",
+        metavar="[NAMESPACE/]NAME",
+        help="while this ConfigMap exists, no move starts on any cloud; NAME alone is in the operator's "
+        "namespace, $POD_NAMESPACE, else gpupool-system (default: gpupool-stop, i.e. "
+        f"{_operator_namespace()}/gpupool-stop here)",
     )
     parser.add_argument(
         "--shutdown-grace",
-        type=float,
+        type=_at_least(0),
         default=60.0,
         metavar="SECONDS",
-        help="on SIGTERM, how long moves under way may take to finish (default 60)",
+        help="on SIGTERM, how long moves under way may take to finish; 0: exit at once, the next "
+        "leader resumes them (default 60)",
     )
+
+
+def _check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What one argument's `type=` cannot check: how the arguments fit together."""
+    if args.watchdog is not None and args.watchdog <= args.peering_lifetime:
+        parser.error(
+            f"argument --watchdog: must be more than --peering-lifetime ({args.peering_lifetime} s), "
+            f"got {args.watchdog:g}: a live replica's record may go that long unrenewed"
+        )
 
 
 _STOP_EXAMPLES = """examples:
@@ -337,34 +460,108 @@ def _crd(args) -> int:
     return EXIT_CONVERGED
 
 
-def _load_pools(path: str):
-    """Every GpuHostPool in a file, or in the *.yaml / *.yml files of a folder (sorted by name)."""
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")  # as `kubectl apply -f DIR` reads, in any case
+
+
+def _spec_files(paths: list[str], command: str) -> list:
+    """The files to read: each file given, and the .yaml/.yml/.json files of each folder given (sorted
+    by name, in any case; not recursive). Anything else in a folder gets a note on stderr, one line
+    per file, so that nothing is left out without a word (dot files, e.g. .gitkeep, are ignored)."""
     from pathlib import Path
 
+    files, seen = [], set()
+    for path in paths:
+        root = Path(path)
+        if root.is_dir():
+            found = []
+            for entry in sorted(root.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_file() and entry.suffix.lower() in _SPEC_SUFFIXES:
+                    found.append(entry)
+                else:
+                    why = "a folder (not read recursively)" if entry.is_dir() else "not .yaml, .yml or .json"
+                    print(f"gpupool {command}: note: {entry}: skipped: {why}", file=sys.stderr)
+            if not found:
+                raise UserError(f"{path}: no .yaml, .yml or .json files in this folder")
+        elif root.is_file():
+            found = [root]
+        else:
+            raise UserError(f"{path}: no such file or folder")
+        for file in found:
+            if file.resolve() not in seen:  # the same file twice (-f a.yaml -f .) is read once
+                seen.add(file.resolve())
+                files.append(file)
+    return files
+
+
+def _read_spec_text(file) -> str:
+    """The text of a spec file, or a UserError saying what to fix: not UTF-8 (with the line), not a
+    readable file. JSON is YAML, except that YAML refuses a tab before a token: in valid JSON a tab
+    can only be whitespace between tokens, so it is read as a space."""
+    data = file.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"{file}:1: UTF-16 text, not UTF-8: save the file as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{file}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} in line {line}): save the file as UTF-8"
+        ) from None
+    if file.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+        text = text.replace("\t", " ")
+    return text
+
+
+def _name_lines(text: str) -> dict[str, int]:
+    """{metadata.name: its 1-based line} for each document of a spec file that parsed already."""
+    lines: dict[str, int] = {}
+    for document in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        if not isinstance(document, yaml.MappingNode):
+            continue
+        for key, value in document.value:
+            if key.value != "metadata" or not isinstance(value, yaml.MappingNode):
+                continue
+            for inner_key, inner in value.value:
+                if inner_key.value == "name" and isinstance(inner, yaml.ScalarNode):
+                    lines.setdefault(inner.value, inner_key.start_mark.line + 1)
+    return lines
+
+
+def _load_pools(paths: list[str], command: str = "plan"):
+    """Every GpuHostPool in the files and folders given (-f, as often as wanted), in that order."""
     from .api import SpecError, load_pools
 
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise UserError(f"{path}: no .yaml or .yml files in this folder")
-    elif root.is_file():
-        files = [root]
-    else:
-        raise UserError(f"{path}: no such file or folder")
     pools, problems = [], []
-    for file in files:
+    where: dict[str, list[str]] = {}  # name -> ["file:line", ...]
+    for file in _spec_files(paths, command):
         try:
-            pools.extend(load_pools(file.read_text(), source=str(file)))
+            text = _read_spec_text(file)
+            found = load_pools(text, source=str(file))
         except SpecError as exc:
             problems.extend(exc.problems)
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{file}: cannot read it: {exc}")
-    names = [p.name for p in pools]
-    problems.extend(
-        f"{path}: GpuHostPool {n!r} is defined twice"
-        for n in sorted({n for n in names if names.count(n) > 1})
-    )
+            continue
+        except UserError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append(f"{file}: cannot read it: {exc.strerror or exc}")
+            continue
+        lines = _name_lines(text)
+        for pool in found:
+            where.setdefault(pool.name, []).append(f"{file}:{lines.get(pool.name, 1)}")
+        pools.extend(found)
+    for name, places in where.items():
+        if len(places) > 1:
+            problems.append(
+                f"{places[-1]}: metadata.name: GpuHostPool {name!r} is defined in {len(places)} places "
+                f"({', '.join(places)}); keep one (or rename one)"
+            )
     if problems:
         raise UserError("\n".join(problems))
     return pools
@@ -481,7 +678,7 @@ def _plan(args) -> int:
     from .reconciler import recover_in_flight
     from .status import build_status, wire
 
-    pools = _load_pools(args.filename)
+    pools = _load_pools(args.filename, args.command)
     conflicts = _conflicts(pools, args)
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
@@ -559,7 +756,7 @@ def _reconcile(args) -> int:
     from .report import Progress
     from .status import build_status, wire
 
-    pools = _load_pools(args.filename)
+    pools = _load_pools(args.filename, args.command)
     conflicts = _conflicts(pools, args)
     neighbours = _neighbours(pools, args, conflicts)
     docs = []
@@ -688,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "check", None) is not None:
+        args.check(args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

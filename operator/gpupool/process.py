@@ -11,12 +11,15 @@ leader resume them, and a process that goes on writing after its record is gone 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import kopf
 
@@ -28,6 +31,44 @@ from .kube import Kube, load_config
 from .peering import PeeringLeadership, StandaloneLeadership, seniority_priority
 
 log = logging.getLogger(__name__)
+
+
+class ListenError(Exception):
+    """A port the operator was asked to serve on (--metrics, --liveness) cannot be listened on."""
+
+
+def _listen_failure(flag: str, value: str, exc: Exception) -> ListenError:
+    why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.EADDRINUSE:
+        fix = "another process listens on that port: stop it or pick another port"
+    elif code == errno.EACCES:
+        fix = "a port below 1024 needs privileges: pick a higher port"
+    else:
+        fix = "use an address of this host, e.g. 0.0.0.0 for all of them"
+    return ListenError(f"{flag} {value}: cannot listen there ({why}): {fix}")
+
+
+def check_liveness(url: str) -> None:
+    """Fail now when kopf could not serve the liveness probe at `url`: kopf only logs that failure
+    and runs on without the probe the Deployment relies on."""
+    parts = urlsplit(url)
+    port = parts.port or 80  # kopf's default for an http URL without a port
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds it
+            probe.bind(address)
+    except OSError as exc:
+        raise _listen_failure("--liveness", url, exc) from None
+
+
+def serve_metrics(address: str) -> None:
+    try:
+        metrics.serve(address)
+    except (OSError, OverflowError, ValueError) as exc:  # in use, no such address, a bad port
+        raise _listen_failure("--metrics", address, exc) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
+    # The probes first: an operator asked for them does not run without them.
+    if args.liveness:
+        check_liveness(args.liveness)
+    if args.metrics:
+        serve_metrics(args.metrics)  # every replica: a standby says it is not acting
     load_config()
     kube = Kube(identity=args.identity)
     priority = args.priority if args.priority is not None else seniority_priority(time.time())
@@ -55,16 +101,14 @@ def run(args: argparse.Namespace) -> int:
         leadership = PeeringLeadership(
             kube, args.peering, priority, args.peering_lifetime, watchdog_s=args.watchdog
         )
-    if args.metrics:
-        metrics.serve(args.metrics)  # every replica: a standby says it is not acting
-    namespace, _, name = args.kill_switch.partition("/")
+    namespace, name = args.kill_switch  # cli._kill_switch: both parts, always
     controller = Controller(
         kube,
         leadership,
         Cloud,
         interval_s=args.interval,
         identity=f"gpupool operator {kube.identity}",
-        kill_switch_ref=(namespace, name) if name else None,
+        kill_switch_ref=(namespace, name),
         lock_ttl_s=args.lock_ttl,
         gpu_usage_interval_s=args.gpu_usage_interval,
     )
@@ -109,11 +153,13 @@ def run(args: argparse.Namespace) -> int:
     for thread in [*workers, kopf_thread]:
         thread.start()
     log.info(
-        "gpupool operator %s starting: %s, priority %d, drift check every %.0fs",
+        "gpupool operator %s starting: %s, priority %d, drift check every %.0fs, kill switch ConfigMap %s/%s",
         kube.identity,
         "standalone" if args.standalone else f"peering {args.peering!r}",
         priority,
         args.interval,
+        namespace,
+        name,
     )
     while not shutdown.wait(1.0):
         if leadership.broken.is_set():  # the watchdog: cannot act, and waiting will not help
