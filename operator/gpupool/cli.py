@@ -376,8 +376,9 @@ _STOP_EXAMPLES = """examples:
   gpupool resume --os-cloud prod                                 moves may start again
 
 The switch is an aggregate named gpupool-stop in the cloud (`openstack aggregate create gpupool-stop`
-does the same): the CLI and the operator read it with every snapshot. Moves under way finish; moves
-left half-done stay as they are until `gpupool resume` (docs/runbook.md).
+does the same): the CLI and the operator read it with every snapshot. Moves under way finish, so the
+switch itself leaves nothing half-done; a move a crash left half-done waits for `gpupool resume`
+(docs/runbook.md). `gpupool plan` says when the switch is on (exit 2).
 """
 
 
@@ -413,7 +414,7 @@ def _stop(args) -> int:
 
     cloud = Cloud(args.os_cloud)
     try:
-        print(f"gpupool stop: cloud {args.os_cloud!r}, Keystone {cloud.auth_url}", file=sys.stderr)
+        print(f"gpupool stop: {_cloud_line(args.os_cloud, cloud)}", file=sys.stderr)
         marker = cloud.create_aggregate(STOP_AGGREGATE)
         if marker is None:
             print(f"gpupool stop: the kill switch of {args.os_cloud!r} was on already", file=sys.stderr)
@@ -428,13 +429,20 @@ def _stop(args) -> int:
     return EXIT_CONVERGED
 
 
+def _cloud_line(name: str, cloud) -> str:
+    """Which cloud, clouds.yaml and Keystone a command acts on, said before it does."""
+    from .cloud import config_file
+
+    return f"cloud {name!r} from {config_file() or 'the environment'}, Keystone {cloud.auth_url}"
+
+
 def _resume(args) -> int:
     from .cloud import Cloud
     from .intent import STOP_AGGREGATE
 
     cloud = Cloud(args.os_cloud)
     try:
-        print(f"gpupool resume: cloud {args.os_cloud!r}, Keystone {cloud.auth_url}", file=sys.stderr)
+        print(f"gpupool resume: {_cloud_line(args.os_cloud, cloud)}", file=sys.stderr)
         marker = cloud.snapshot().aggregates.get(STOP_AGGREGATE)
         if marker is None or not cloud.delete_aggregate(marker):
             print(f"gpupool resume: the kill switch of {args.os_cloud!r} was off already", file=sys.stderr)
@@ -673,6 +681,7 @@ def _gpus_in_use(name: str, cloud) -> dict[str, int] | None:
 
 def _plan(args) -> int:
     """Show, for each GpuHostPool, which hosts would move where and what stops more from moving."""
+    from .intent import stop_reason
     from .model import PassReport
     from .planner import plan
     from .reconciler import recover_in_flight
@@ -685,6 +694,10 @@ def _plan(args) -> int:
     with _clouds(pools, args) as clouds:
         snapshots = {name: cloud.snapshot() for name, cloud in clouds.items()}
         gpus = {name: _gpus_in_use(name, cloud) for name, cloud in clouds.items()}
+        # A plan shows what would move; with a kill switch on, nothing will until `gpupool resume`.
+        stopped = {name: why for name, snap in snapshots.items() if (why := stop_reason(snap.aggregates))}
+        for name, why in sorted(stopped.items()):
+            print(f"note: cloud {name!r}: {why}; nothing moves until then", file=sys.stderr)
         for pool in pools:
             if pool.name in conflicts:
                 status = _conflict_status(conflicts[pool.name])
@@ -709,8 +722,9 @@ def _plan(args) -> int:
             status["summary"].pop("message", None)
             docs.append({"name": pool.name, "status": status})
     print(_render(docs, args.output))
-    # Something blocks a spec (a blocker, a conflict): a script sees it in the exit status.
-    return EXIT_BLOCKED if any(doc["status"].get("blockers") for doc in docs) else EXIT_CONVERGED
+    # Something blocks a spec (a blocker, a conflict, a kill switch): a script sees it in the exit status.
+    blocked = stopped or any(doc["status"].get("blockers") for doc in docs)
+    return EXIT_BLOCKED if blocked else EXIT_CONVERGED
 
 
 def _lock_owner() -> str:

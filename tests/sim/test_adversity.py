@@ -521,7 +521,14 @@ def test_the_kill_switch_stops_the_cli_before_and_during_a_run(start_sim, tmp_pa
     sim = start_sim(fleet)
     stop = run_gpupool(sim, "stop", "--os-cloud", "sim", "--reason", "INC-42: Nova upgrade")
     assert stop.returncode == 0, stop.stderr
+    assert f"from {sim.clouds_yaml}" in stop.stderr  # which clouds.yaml it acted on
     assert "gpupool-stop" in membership(sim.state())
+
+    # plan says the switch is on (and exits 2: reconcile would move nothing), still showing the plan.
+    planned = run_gpupool(sim, "plan", "-f", str(write_spec(tmp_path / "plan.yaml", pool_spec(spot=3))))
+    assert planned.returncode == 2, planned.stderr
+    assert "the kill switch is on" in planned.stderr and "INC-42: Nova upgrade" in planned.stderr
+    assert planned.stdout.count("would move") == 3
 
     result, statuses = reconcile(sim, tmp_path, pool_spec(spot=3))
     assert result.returncode == 2
