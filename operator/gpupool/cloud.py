@@ -718,6 +718,14 @@ def _quiet_plugin_lookup() -> Iterator[None]:
 
 _LIBRARIES = frozenset({"keystoneauth", "keystoneauth1", "openstack", "urllib3", "requests", "stevedore"})
 _REDACT = RedactFilter()
+# Loggers that log before (or without) the modules that make them being imported at our import.
+_EARLY_LOGGERS = (
+    "openstack.config",
+    "keystoneauth.session",
+    "keystoneauth.discover",
+    "keystoneauth.identity.generic.base",
+    "urllib3.connectionpool",
+)
 
 
 def _guard_library_logs() -> None:
@@ -726,7 +734,7 @@ def _guard_library_logs() -> None:
     keystoneauth logs the whole auth_url ("Failed to discover available identity versions when
     contacting http://user:pass@...") and urllib3 the path with its query string. A filter on a
     logger sees only the records logged on that very logger, so each one gets it."""
-    for name in list(logging.root.manager.loggerDict):
+    for name in {*_EARLY_LOGGERS, *logging.root.manager.loggerDict}:
         if name.split(".")[0] in _LIBRARIES:
             logger = logging.getLogger(name)
             if _REDACT not in logger.filters:
