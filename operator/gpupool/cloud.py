@@ -10,16 +10,24 @@ one of our own exceptions, whose messages carry no credentials.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import json
 import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import openstack
 import openstack.config
+import openstack.config.loader
+import openstack.connection
+import yaml
 from keystoneauth1 import exceptions as ksa_exceptions
+from keystoneauth1 import loading as ksa_loading
 from openstack import exceptions as sdk_exceptions
 
 from . import metrics, novajson
@@ -36,6 +44,7 @@ from .errors import (
 )
 from .intent import stop_reason
 from .model import Aggregate, Host, HostNow, Snapshot
+from .redact import RedactFilter, redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +88,33 @@ def _status_code(exc: BaseException) -> int | None:
 
 
 def _details(exc: BaseException) -> str:
-    """Nova's own error message, on one line, without URLs or request ids."""
+    """Nova's own error message, on one line, with no credential of any URL in it (keystoneauth
+    and urllib3 put the whole auth_url, `user:pass@` and query string included, into theirs)."""
     details = getattr(exc, "details", None) or getattr(exc, "message", None) or exc
-    return " ".join(str(details).split())
+    return redact(" ".join(str(details).split()))
+
+
+def _connection_failure(exc: BaseException) -> ksa_exceptions.ConnectionError | None:
+    """The refused/timed-out/TLS-failed connection behind `exc`, if that is what it is.
+
+    keystoneauth reports a Keystone it could not reach during version discovery as a
+    DiscoveryFailure raised while handling the ConnectFailure (or ConnectTimeout, SSLError)."""
+    if isinstance(exc, ksa_exceptions.ConnectionError):
+        return exc
+    if not isinstance(exc, ksa_exceptions.DiscoveryFailure):
+        return None
+    seen: set[int] = set()
+    inner: BaseException | None = exc.__cause__ or exc.__context__
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, ksa_exceptions.ConnectionError):
+            return inner
+        seen.add(id(inner))
+        inner = inner.__cause__ or inner.__context__
+    return None
 
 
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, ksa_exceptions.ConnectionError):
+    if _connection_failure(exc) is not None:
         return True
     return _status_code(exc) in _TRANSIENT_STATUS
 
@@ -105,26 +134,33 @@ class Cloud:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        """`timeout` is each request's, unless the clouds.yaml entry sets its own api_timeout."""
         self.cloud_name = cloud_name
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._conn = self._connect(cloud_name, timeout)
+        self._source = _source_of(cloud_name)
+        self._conn = self._connect(cloud_name, timeout, self._source)
 
     @staticmethod
-    def _connect(cloud_name: str, timeout: float):
+    def _connect(cloud_name: str, timeout: float, source: str):
+        """The connection, or a CloudConfigError that names the entry and what to fix in it."""
+        _check_config_file_variable()
         try:
-            return openstack.connect(cloud=cloud_name, api_timeout=timeout)
+            with _quiet_plugin_lookup():
+                region = openstack.config.get_cloud_region(cloud=cloud_name)
         except sdk_exceptions.ConfigException as exc:
-            path, known = config_file(), _known_cloud_names()
-            if path is None:
-                hint = (
-                    "no clouds.yaml was found (looked in ./clouds.yaml, ~/.config/openstack/ and "
-                    "/etc/openstack/); set OS_CLIENT_CONFIG_FILE to yours"
-                )
-            else:
-                entries = ", ".join(known) if known else "no entries"
-                hint = f"{path} has: {entries}; fix the spec's cloud, pass --os-cloud, or set OS_CLIENT_CONFIG_FILE"
-            raise CloudConfigError(f"cloud {cloud_name!r} is not usable: {_details(exc)} ({hint})") from None
+            raise CloudConfigError(
+                f"cloud {cloud_name!r} is not usable: {_details(exc)} ({_where_to_look()})"
+            ) from None
+        except ksa_exceptions.ClientException as exc:  # MissingRequiredOptions, NoMatchingPlugin, ...
+            raise CloudConfigError(_auth_settings_problem(cloud_name, source, exc)) from None
+        except (AttributeError, ValueError, TypeError) as exc:  # the loader on a malformed file
+            raise CloudConfigError(_malformed_entry(cloud_name, exc)) from None
+        finally:
+            _guard_library_logs()  # the auth plugin's modules (and loggers) are imported by now
+        if region.config.get("api_timeout") is None:
+            region.config["api_timeout"] = timeout
+        return openstack.connection.Connection(config=region)
 
     def close(self) -> None:
         self._conn.close()
@@ -134,11 +170,53 @@ class Cloud:
         return self._auth_url()
 
     def _auth_url(self) -> str:
-        """Where Keystone is expected (not a secret; said in errors so users can check it)."""
+        """Where Keystone is expected, said in errors so users can check it: without the
+        `user:pass@` or query string a URL can carry (those may hold a password)."""
         try:
-            return str(self._conn.config.config["auth"]["auth_url"])
+            return redact_url(str(self._conn.config.config["auth"]["auth_url"]))
         except (AttributeError, KeyError, TypeError):
             return "unknown"
+
+    def _auth_type(self) -> str:
+        try:
+            return str(self._conn.config.config.get("auth_type") or "password")
+        except AttributeError:
+            return "password"
+
+    def _refused(self, what: str) -> CloudAuthError:
+        auth_type, source = self._auth_type(), self._source
+        if "applicationcredential" in auth_type:
+            check = (
+                "check application_credential_id (or application_credential_name with username and "
+                f"user_domain_name) and application_credential_secret in {source}, and that the "
+                "credential has not expired or been deleted"
+            )
+        elif "token" in auth_type:
+            check = f"the token may have expired or been revoked: put a new one in auth.token in {source}"
+        elif auth_type in ("password", "v3password", "v2password"):
+            check = f"check username, password, project and domain in {source}"
+        else:
+            check = f"check the settings of the {auth_type} plugin in {source}"
+        return CloudAuthError(
+            f"{what}: Keystone refused the credentials of cloud {self.cloud_name!r} (auth_type {auth_type}); {check}"
+        )
+
+    def _no_endpoint(self, what: str, exc: BaseException) -> CloudConfigError:
+        """openstacksdk's "Service 'compute' is disabled because its configuration could not be
+        loaded" hides the two usual causes: no project (an unscoped token has no catalog) and a
+        region or interface the catalog does not have."""
+        details = _details(exc)
+        if "catalog is empty" in details:
+            return CloudConfigError(
+                f"{what}: Keystone gave cloud {self.cloud_name!r} an empty service catalog: the "
+                f"credentials are not scoped to a project; set project_name (or project_id) and "
+                f"project_domain_name in {self._source}"
+            )
+        reason = details.rpartition("service catalog: ")[2] if "service catalog: " in details else details
+        return CloudConfigError(
+            f"{what}: cloud {self.cloud_name!r} has no such endpoint in its catalog ({reason}); "
+            f"check region_name and interface in {self._source}"
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -150,26 +228,38 @@ class Cloud:
                 return fn()
             except (sdk_exceptions.SDKException, ksa_exceptions.ClientException) as exc:
                 if _is_auth_failure(exc):
-                    raise CloudAuthError(
-                        f"{what}: Keystone refused the credentials of cloud {self.cloud_name!r}; "
-                        "check username, password, project and domain in clouds.yaml"
-                    ) from None
-                if isinstance(exc, ksa_exceptions.EndpointNotFound | sdk_exceptions.EndpointNotFound):
-                    raise CloudConfigError(
-                        f"{what}: cloud {self.cloud_name!r} has no compute endpoint in its catalog "
-                        "(check region_name and interface in clouds.yaml)"
-                    ) from None
+                    raise self._refused(what) from None
+                if isinstance(
+                    exc,
+                    ksa_exceptions.EndpointNotFound
+                    | sdk_exceptions.EndpointNotFound
+                    | sdk_exceptions.ServiceDisabledException,
+                ):
+                    raise self._no_endpoint(what, exc) from None
                 if not _is_transient(exc):
                     raise nova_error(f"{what}: {_details(exc)}", _status_code(exc), attempt + 1) from None
                 last = exc
                 delay = self._retry.delay(attempt)
-                log.info("%s failed (%s), retry %d in %.2fs", what, _brief(exc), attempt + 1, delay)
+                log.info(
+                    "%s failed (%s), retry %d in %.2fs",
+                    what,
+                    _brief(_connection_failure(exc) or exc),
+                    attempt + 1,
+                    delay,
+                )
                 self._sleep(delay)
         assert last is not None
-        if isinstance(last, ksa_exceptions.ConnectionError):
+        failure = _connection_failure(last)
+        if isinstance(failure, ksa_exceptions.SSLError):
+            raise CloudUnreachable(
+                f"{what}: no TLS connection to cloud {self.cloud_name!r} after {self._retry.attempts} "
+                f"attempts (SSLError); check http or https in auth_url ({self._auth_url()}), and cacert "
+                f"and verify in {self._source}"
+            ) from None
+        if failure is not None:
             raise CloudUnreachable(
                 f"{what}: cloud {self.cloud_name!r} did not answer after {self._retry.attempts} attempts "
-                f"({_brief(last)}); check auth_url ({self._auth_url()}) in clouds.yaml and the network"
+                f"({_brief(failure)}); check auth_url ({self._auth_url()}) in {self._source} and the network"
             ) from None
         raise nova_error(
             f"{what}: still failing after {self._retry.attempts} attempts: {_details(last)}",
@@ -466,9 +556,198 @@ def _known_cloud_names() -> list[str]:
     return sorted(n for n in names if n != "defaults")  # "defaults" is openstacksdk's, not a file's
 
 
-def config_file() -> str | None:
-    """The clouds.yaml openstacksdk reads (OS_CLIENT_CONFIG_FILE first, then the usual places)."""
+def _candidates() -> list[str]:
+    """The files openstacksdk tries, in its order: OS_CLIENT_CONFIG_FILE, then the usual places."""
+    named = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    return ([named] if named else []) + list(openstack.config.loader.CONFIG_FILES)
+
+
+def _parse(path: str) -> tuple[Any, str | None]:
+    """(the file's data, None), or (None, one line on why it cannot be read), as openstacksdk
+    reads it (JSON for *.json, YAML otherwise). YAML's own error text quotes the file: not used."""
     try:
-        return openstack.config.OpenStackConfig().config_filename
-    except Exception:  # noqa: BLE001 - unreadable: said by the error that follows
-        return None
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except IsADirectoryError:
+        return None, f"{path} is a folder, not a clouds.yaml"
+    except OSError as exc:
+        return None, f"{path}: cannot read it ({exc.strerror})"
+    except UnicodeDecodeError:
+        return None, f"{path}: not UTF-8 text; save it as UTF-8"
+    try:
+        return (json.loads(text) if path.endswith(".json") else yaml.safe_load(text)), None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"{path}:{mark.line + 1}" if mark is not None else path
+        return None, f"{at}: not valid YAML ({exc.problem or exc.context or 'syntax error'}); fix the file"
+    except yaml.YAMLError:
+        return None, f"{path}: not valid YAML; fix the file"
+    except json.JSONDecodeError as exc:
+        return None, f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", int: "a number"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _shape_problem(path: str, data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"{path}: the file is {_kind(data)}; it needs a top-level 'clouds:' mapping"
+    clouds = data.get("clouds")
+    if "clouds" in data and not isinstance(clouds, dict):
+        return (
+            f"{path}: 'clouds' must map each cloud's name to its settings, not be {_kind(clouds)} "
+            "(clouds: {NAME: {auth: {auth_url: ...}}})"
+        )
+    return None
+
+
+def _check_config_file_variable() -> None:
+    """OS_CLIENT_CONFIG_FILE names a file that is missing or broken: say so. (openstacksdk would
+    skip it and look elsewhere, which can find another cloud of the same name.)"""
+    path = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if not path:
+        return
+    if not os.path.exists(path):
+        raise CloudConfigError(
+            f"OS_CLIENT_CONFIG_FILE is {path}, which does not exist; point it at your clouds.yaml or unset it"
+        )
+    data, problem = _parse(path)
+    problem = problem or _shape_problem(path, data)
+    if problem:
+        raise CloudConfigError(f"{problem} (named by OS_CLIENT_CONFIG_FILE)")
+
+
+def _where_to_look() -> str:
+    """The hint after "cloud X is not usable": which file was read and what it has, or why none."""
+    skipped: list[str] = []
+    for path in _candidates():
+        if not os.path.exists(path):
+            continue
+        _, problem = _parse(path)
+        if problem:
+            skipped.append(problem)
+            continue
+        known = _known_cloud_names()
+        entries = ", ".join(known) if known else "no entries"
+        hint = f"{path} has: {entries}; fix the spec's cloud, pass --os-cloud, or set OS_CLIENT_CONFIG_FILE"
+        return "; ".join([hint, *(f"skipped {p}" for p in skipped)])
+    if skipped:
+        return "; ".join(skipped)
+    if any(k.startswith("OS_AUTH") for k in os.environ):
+        name = os.environ.get("OS_CLOUD_NAME", "envvars")
+        return f"no clouds.yaml was found; the OS_* environment variables make the cloud {name!r}: pass --os-cloud {name}"
+    return (
+        "no clouds.yaml was found (looked in ./clouds.yaml, ~/.config/openstack/ and "
+        "/etc/openstack/); set OS_CLIENT_CONFIG_FILE to yours"
+    )
+
+
+def _from_environment(cloud_name: str) -> bool:
+    return cloud_name == os.environ.get("OS_CLOUD_NAME", "envvars")
+
+
+def _source_of(cloud_name: str) -> str:
+    """Where the cloud's settings come from, for "... in <source>" in messages."""
+    if _from_environment(cloud_name):
+        return "the OS_* environment variables"
+    return config_file() or "clouds.yaml"
+
+
+def _auth_settings_problem(cloud_name: str, source: str, exc: ksa_exceptions.ClientException) -> str:
+    where = f"cloud {cloud_name!r} in {source}"
+    if isinstance(exc, ksa_exceptions.MissingRequiredOptions):
+        dests = [str(getattr(o, "dest", None) or o.name).replace("-", "_") for o in exc.options]
+        if _from_environment(cloud_name):
+            return f"{where} lacks {', '.join('OS_' + d.upper() for d in dests)}: set it"
+        return f"{where} lacks {', '.join('auth.' + d for d in dests)}: add it under auth:"
+    if isinstance(exc, ksa_exceptions.NoMatchingPlugin):
+        with _quiet_plugin_lookup():  # loading every plugin logs the ones whose extras are missing
+            known = sorted(ksa_loading.get_available_plugin_names())
+        close = difflib.get_close_matches(exc.name, known, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        return (
+            f"{where}: auth_type {exc.name!r} is not a keystoneauth plugin; {guess}"
+            "the usual ones are password, v3applicationcredential and token"
+        )
+    return f"{where}: its auth settings cannot be used: {_details(exc)}"
+
+
+def _malformed_entry(cloud_name: str, exc: BaseException) -> str:
+    """What is wrong in the file openstacksdk's loader choked on (it says only "'str' object has no
+    attribute 'get'" and the like)."""
+    path = config_file() or "clouds.yaml"
+    where = f"cloud {cloud_name!r} in {path}"
+    data, _ = _parse(path) if path != "clouds.yaml" else (None, None)
+    problem = _shape_problem(path, data) if data is not None else None
+    if problem:
+        return problem
+    entry = (data or {}).get("clouds", {}).get(cloud_name)
+    if entry is not None and not isinstance(entry, dict):
+        return f"{where}: its settings must be a mapping (auth:, region_name:, ...), not {_kind(entry)}"
+    auth = entry.get("auth") if isinstance(entry, dict) else None
+    if auth is not None and not isinstance(auth, dict):
+        return f"{where}: auth must be a mapping (auth_url:, username:, password:, ...), not {_kind(auth)}"
+    return (
+        f"{where} cannot be loaded ({type(exc).__name__}: {redact(str(exc))}); "
+        "compare it with openstacksdk's clouds.yaml format"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_plugin_lookup() -> Iterator[None]:
+    """stevedore logs "Could not load <auth_type>" before keystoneauth raises NoMatchingPlugin,
+    which our CloudConfigError says better, in one line (and "Could not load <plugin>" for each
+    plugin whose extra libraries are not installed when all are listed)."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Could not load")
+
+    loggers = [logging.getLogger(name) for name in ("stevedore.named", "stevedore.extension")]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
+_LIBRARIES = frozenset({"keystoneauth", "keystoneauth1", "openstack", "urllib3", "requests", "stevedore"})
+_REDACT = RedactFilter()
+# Loggers that log before (or without) the modules that make them being imported at our import.
+_EARLY_LOGGERS = (
+    "openstack.config",
+    "keystoneauth.session",
+    "keystoneauth.discover",
+    "keystoneauth.identity.generic.base",
+    "urllib3.connectionpool",
+)
+
+
+def _guard_library_logs() -> None:
+    """Redact the records of every logger the HTTP and auth libraries have made so far.
+
+    keystoneauth logs the whole auth_url ("Failed to discover available identity versions when
+    contacting http://user:pass@...") and urllib3 the path with its query string. A filter on a
+    logger sees only the records logged on that very logger, so each one gets it."""
+    for name in {*_EARLY_LOGGERS, *logging.root.manager.loggerDict}:
+        if name.split(".")[0] in _LIBRARIES:
+            logger = logging.getLogger(name)
+            if _REDACT not in logger.filters:
+                logger.addFilter(_REDACT)
+
+
+_guard_library_logs()
+
+
+def config_file() -> str | None:
+    """The clouds.yaml openstacksdk reads: the first of OS_CLIENT_CONFIG_FILE and the usual places
+    that exists and parses (openstacksdk skips the others)."""
+    for path in _candidates():
+        if os.path.exists(path) and _parse(path)[1] is None:
+            return path
+    return None
