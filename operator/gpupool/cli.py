@@ -909,6 +909,9 @@ def main(argv: list[str] | None = None) -> int:
         # keystoneauth warns about version discovery before our own error says it better.
         logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     from .errors import CloudError
+    from .redact import guard_root_handlers
+
+    guard_root_handlers()  # no URL credential or token reaches a log line, whoever logs it
 
     try:
         return int(args.handler(args) or 0)

@@ -29,6 +29,7 @@ from .controller import Controller
 from .handlers import kopf_settings, registry_for
 from .kube import Kube, load_config
 from .peering import PeeringLeadership, StandaloneLeadership, seniority_priority
+from .redact import guard_root_handlers
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         for handler in list(root.handlers):  # the plain handler the CLI set up: one line, one format
             root.removeHandler(handler)
         kopf.configure(log_format=kopf.LogFormat.JSON)  # our lines and kopf's, one JSON object each
+    guard_root_handlers()  # the handler kopf just added too
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event

@@ -55,6 +55,14 @@ def redact(text: str) -> str:
     return _SECRET_PAIR.sub(_pair, text)
 
 
+def guard_root_handlers() -> None:
+    """Put a RedactFilter on every handler of the root logger (once): whatever logger a record
+    comes from (ours, kopf's, a library's), it is redacted before it is written."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
+
+
 class RedactFilter(logging.Filter):
     """A logging filter that redacts a record's message (and drops its traceback text's secrets)
     before any handler formats it. Attach it to a handler to cover every logger, or to the loggers

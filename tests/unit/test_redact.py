@@ -83,3 +83,26 @@ def test_filter_redacts_message_args_and_traceback():
     assert "contacting http://h/v3 failed" in formatted
     assert "ValueError: http://h/v3" in formatted
     assert not any(s in formatted for s in SECRETS), formatted
+
+
+def test_every_root_handler_redacts_whatever_logger_writes(caplog):
+    import io
+    import logging
+
+    from gpupool.redact import guard_root_handlers
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        guard_root_handlers()
+        guard_root_handlers()  # twice: still one filter
+        assert len(handler.filters) == 1
+        logging.getLogger("some.library").warning(
+            "contacting %s", "http://admin:S3cret@keystone:5000/v3?password=Q"
+        )
+    finally:
+        root.removeHandler(handler)
+    assert "S3cret" not in out.getvalue() and "password=Q" not in out.getvalue()
+    assert "keystone:5000/v3" in out.getvalue()
