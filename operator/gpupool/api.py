@@ -30,10 +30,23 @@ SINGULAR = "gpuhostpool"
 DeletionPolicy = Literal["Retain", "ReturnToOnDemand"]
 Role = naming.Role
 
-# Nova stores aggregate and host names in String(255) columns. The list bounds keep the CRD's CEL
-# rules within the API server's cost budget.
-AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# Nova stores aggregate and host names in String(255) columns, and its API refuses names that are
+# blank, start or end with a space, or hold control characters (newline, NUL...). The pattern says
+# the same without lookarounds, so that Go (the API server) and Rust (pydantic) read it alike. The
+# list bounds keep the CRD's CEL rules within the API server's cost budget.
+NOVA_NAME_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
+NOVA_NAME_RULE = (
+    "must not be blank, start or end with a space, or contain control characters such as a newline or "
+    "NUL: Nova refuses such a name"
+)
+AggregateName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NOVA_NAME_PATTERN)]
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NOVA_NAME_PATTERN)]
+# metadata.name: a DNS-1123 subdomain, as the API server demands of a GpuHostPool's name.
+KUBE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+KUBE_NAME_RULE = (
+    "must be a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a "
+    "letter or digit, e.g. l40-prod"
+)
 MAX_ON_DEMAND_AGGREGATES = 20
 MAX_CONTRACTS = 100
 # More hosts than any one GPU type of a real cloud has; the CRD carries the same bound.
@@ -72,36 +85,28 @@ class OnDemandSpec(_Model):
 
 
 class PoolSpec(_Model):
-    aggregate: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Nova host aggregate of this pool."
-    )
+    aggregate: AggregateName | None = Field(default=None, description="Nova host aggregate of this pool.")
     hosts: int = Field(
         default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the pool should hold."
     )
 
 
 class SpotPoolSpec(PoolSpec):
-    aggregate: str | None = Field(
+    aggregate: AggregateName | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description='Nova host aggregate of the spot pool. Defaults to "<gpuType>-n3-spot".',
     )
 
 
 class RunPodPoolSpec(PoolSpec):
-    aggregate: str | None = Field(
+    aggregate: AggregateName | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description='Nova host aggregate of the RunPod pool. Defaults to "<gpuType>-n3-runpod".',
     )
 
 
 class ContractSpec(_Model):
-    aggregate: str = Field(
-        min_length=1,
-        max_length=255,
+    aggregate: AggregateName = Field(
         description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
     )
     hosts: int = Field(
@@ -486,7 +491,9 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, description="Name of the GpuHostPool.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=KUBE_NAME_PATTERN, description="Name of the GpuHostPool."
+    )
 
 
 class GpuHostPool(_Model):
@@ -529,10 +536,13 @@ def parse_pool(document: Any, where: str = "", node: yaml.Node | None = None) ->
     problems = []
     if document.get("apiVersion") != API_VERSION:
         problems.append(
-            at(("apiVersion",), f"apiVersion: must be {API_VERSION} (got {document.get('apiVersion')!r})")
+            at(
+                ("apiVersion",),
+                f"apiVersion: must be {API_VERSION} (got {_Shown(document.get('apiVersion'))})",
+            )
         )
     if document.get("kind") != KIND:
-        problems.append(at(("kind",), f"kind: must be {KIND} (got {document.get('kind')!r})"))
+        problems.append(at(("kind",), f"kind: must be {KIND} (got {_Shown(document.get('kind'))})"))
     if problems:
         raise SpecError(problems)
     try:
@@ -552,6 +562,8 @@ def load_pools(text: str, source: str = "") -> list[GpuHostPool]:
     where = source or "<input>"
     try:
         documents = _documents(text)
+    except _InputError as error:
+        raise SpecError([f"{where}:{error.line}: {error.text}"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f"{mark.line + 1}" if mark is not None else "1"
@@ -589,18 +601,137 @@ def load_pools_file(path: str | Path) -> list[GpuHostPool]:
     return load_pools(Path(path).read_text(), source=str(path))
 
 
+# Values that YAML aliases may add to a document beyond what is written out. A GpuHostPool needs
+# none; a "billion laughs" file of 500 bytes asks for billions, and would take minutes and gigabytes
+# to build.
+ALIAS_BUDGET = 10_000
+
+
+class _InputError(Exception):
+    """A YAML stream gpupool refuses before building it: the 1-based line and what to fix."""
+
+    def __init__(self, line: int, text: str):
+        self.line, self.text = line, text
+        super().__init__(f"{line}: {text}")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that remembers where each alias is used (to name it when it expands too far)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.aliases: list[tuple[yaml.Mark, str, yaml.Node]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event() if self.check_event(yaml.AliasEvent) else None
+        node = super().compose_node(parent, index)
+        if event is not None and node is not None:
+            self.aliases.append((event.start_mark, event.anchor, node))
+        return node
+
+
 def _documents(text: str) -> list[tuple[yaml.Node, Any]]:
-    """(node, data) for each document: the nodes know the lines the data came from."""
-    loader = yaml.SafeLoader(text)
+    """(node, data) for each document: the nodes know the lines the data came from.
+
+    Each document's node graph is composed and checked before anything is built from it: aliases
+    may not expand it by more than ALIAS_BUDGET values, a key may appear once in a mapping, and keys
+    are plain values (raises _InputError).
+    """
+    loader = _Loader(text)
     try:
         found: list[tuple[yaml.Node, Any]] = []
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
+                _check_aliases(node, loader.aliases)
+                _check_keys(node)
                 found.append((node, loader.construct_document(node)))
+            loader.aliases.clear()
         return found
+    except RecursionError:
+        raise _InputError(1, "nested too deeply to read: flatten the document") from None
     finally:
         loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, aliases: list[tuple[yaml.Mark, str, yaml.Node]]) -> None:
+    """Refuses a document whose aliases would build more than ALIAS_BUDGET extra values.
+
+    Counts the values each node stands for, once per node (the graph is as small as the text),
+    without building any of them.
+    """
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise _Recursive(node)
+        busy.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        busy.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        total = size(root)
+    except _Recursive as error:
+        mark, anchor = next(((m, a) for m, a, n in aliases if n is error.node), (error.node.start_mark, "?"))
+        raise _InputError(
+            mark.line + 1, f"the alias *{anchor} is used inside its own anchor &{anchor}: remove the loop"
+        ) from None
+    written = len(sizes)
+    if total - written > ALIAS_BUDGET:
+        mark, anchor, node = max(aliases, key=lambda use: sizes[id(use[2])])
+        raise _InputError(
+            mark.line + 1,
+            f"the alias *{anchor} stands for {sizes[id(node)]:,} values, and the aliases of this document "
+            f"for {total - written:,} in all (at most {ALIAS_BUDGET:,}): write the values out instead",
+        )
+
+
+class _Recursive(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+def _check_keys(root: yaml.Node) -> None:
+    """Refuses a key given twice in one mapping, and keys that are lists or mappings."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    kind = "list" if isinstance(key, yaml.SequenceNode) else "mapping"
+                    raise _InputError(
+                        key.start_mark.line + 1,
+                        f"{path or 'the document'}: a key here is a {kind}; keys must be field names",
+                    )
+                here = f"{path}.{key.value}" if path else str(key.value)
+                if key.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden by design
+                    continue
+                earlier = first.setdefault((key.tag, key.value), key)
+                if earlier is not key:
+                    raise _InputError(
+                        key.start_mark.line + 1,
+                        f"{here}: given twice (also line {earlier.start_mark.line + 1}); keep one",
+                    )
+                stack.append((value, here))
 
 
 def _line(node: yaml.Node, loc: tuple[Any, ...]) -> int:
@@ -638,6 +769,8 @@ def _problems(
     lines = []
     for detail in error.errors(include_url=False):
         loc = tuple(detail["loc"])
+        if detail["type"] == "invalid_key":
+            loc = loc[:-1]  # the key itself is no place: its mapping is
         text = _message(detail)
         if detail["type"] == "extra_forbidden" and model is not None:
             text += _did_you_mean(model, loc)
@@ -705,7 +838,8 @@ def _path(loc: tuple[Any, ...], root: str) -> str:
 
 
 def _message(detail: Any) -> str:
-    kind, ctx, got = detail["type"], detail.get("ctx") or {}, detail.get("input")
+    kind, ctx = detail["type"], detail.get("ctx") or {}
+    got = _Shown(detail.get("input"))
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -715,19 +849,19 @@ def _message(detail: Any) -> str:
             kind
         ]
         bound = next(iter(ctx.values()))
-        return f"must be {sign} {bound} (got {got!r})"
+        return f"must be {sign} {bound} (got {got})"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number (got {got!r})"
+        return f"must be a whole number (got {got})"
     if kind in ("bool_type", "bool_parsing"):
-        return f"must be true or false (got {got!r})"
+        return f"must be true or false (got {got})"
     if kind == "string_type":
-        return f"must be a string (got {got!r})"
+        return f"must be a string (got {got})"
     if kind in ("list_type", "tuple_type"):
-        return f"must be a list (got {got!r})"
+        return f"must be a list (got {got})"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"must be a mapping (got {got!r})"
+        return f"must be a mapping (got {got})"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')} (got {got!r})"
+        return f"must be one of {ctx.get('expected')} (got {got})"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_too_long":
@@ -738,8 +872,39 @@ def _message(detail: Any) -> str:
         return f"must list at least {ctx.get('min_length')} item(s)"
     if kind == "too_long":
         return f"must list at most {ctx.get('max_length')} item(s)"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NOVA_NAME_PATTERN:
+        return f"{NOVA_NAME_RULE} (got {got})"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == KUBE_NAME_PATTERN:
+        return f"{KUBE_NAME_RULE} (got {got})"
     if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern')} (got {got!r})"
+        return f"must match {ctx.get('pattern')} (got {got})"
+    if kind == "invalid_key":
+        return f"the key {got} is not a field name: field names are text, e.g. gpuType"
     if kind == "value_error":
         return str(ctx.get("error", detail["msg"]))
     return str(detail["msg"])
+
+
+# The longest value a message shows; a longer one is cut, with "...".
+SHOWN_LENGTH = 80
+
+
+class _Shown:
+    """A value as the user wrote it in YAML (true, null, 2018-01-01, [a, b]), cut to SHOWN_LENGTH.
+
+    Strings keep their quotes (and escapes: a newline shows as \\n)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __str__(self) -> str:
+        value = self.value
+        if isinstance(value, str):
+            text = repr(value)
+        else:
+            try:
+                text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=False)
+                text = text.removesuffix("\n").removesuffix("\n...").strip()
+            except yaml.YAMLError:
+                text = repr(value)
+        return text if len(text) <= SHOWN_LENGTH else text[: SHOWN_LENGTH - 3] + "..."

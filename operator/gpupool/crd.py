@@ -22,13 +22,26 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KIND, PLURAL, SINGULAR, VERSION, GpuHostPoolSpec, GpuHostPoolStatus
+from .api import (
+    GROUP,
+    KIND,
+    NOVA_NAME_PATTERN,
+    NOVA_NAME_RULE,
+    PLURAL,
+    SINGULAR,
+    VERSION,
+    GpuHostPoolSpec,
+    GpuHostPoolStatus,
+)
+from .intent import LOCK_AGGREGATE, MAX_NAMES_LENGTH, SEPARATOR, STOP_AGGREGATE
 
 NAME = f"{PLURAL}.{GROUP}"
 MANIFEST = Path(__file__).resolve().parents[2] / "crds" / f"{NAME}.yaml"
 
 _DROPPED = {"title", "additionalProperties"}
-_KEY_ORDER = {key: i for i, key in enumerate(["type", "description", "required", "default", "enum"])}
+_KEY_ORDER = {
+    key: i for i, key in enumerate(["type", "description", "required", "default", "nullable", "enum"])
+}
 
 
 def spec_schema() -> dict[str, Any]:
@@ -36,7 +49,17 @@ def spec_schema() -> dict[str, Any]:
         GpuHostPoolSpec.model_json_schema(by_alias=True, mode="validation"), keep_defaults=True
     )
     schema["description"] = "What the pools should hold, and how the operator may move hosts to get there."
-    schema["x-kubernetes-validations"] = _spec_rules()
+    schema["x-kubernetes-validations"] = _spec_rules() + _length_rules()
+    properties, pools = schema["properties"], schema["properties"]["pools"]["properties"]
+    for name in (
+        properties["onDemand"]["properties"]["aggregates"]["items"],
+        pools["spot"]["properties"]["aggregate"],
+        pools["runpod"]["properties"]["aggregate"],
+        pools["contracts"]["items"]["properties"]["aggregate"],
+    ):
+        # CEL, not a pattern: a pattern's refusal shows the regular expression, a rule says what to fix.
+        assert name.pop("pattern") == NOVA_NAME_PATTERN
+        name["x-kubernetes-validations"] = _AGGREGATE_NAME_RULES
     on_demand = schema["properties"]["onDemand"]["properties"]["aggregates"]
     on_demand["x-kubernetes-validations"] = [
         {
@@ -220,6 +243,49 @@ def _spec_rules() -> list[dict[str, str]]:
     ]
 
 
+# What the operator refuses in one aggregate name (api._intents_that_do_not_fit), said the same way.
+_AGGREGATE_NAME_RULES = [
+    {"rule": f"self.matches(r'{NOVA_NAME_PATTERN}')", "message": f"the aggregate name {NOVA_NAME_RULE}"},
+    {
+        "rule": f"!self.contains('{SEPARATOR}')",
+        "message": f"the aggregate name contains '{SEPARATOR}' (an arrow between spaces), which gpupool's "
+        "record of a move in Nova uses as its separator: rename the aggregate",
+    },
+    {
+        "rule": f"!(self in ['{LOCK_AGGREGATE}', '{STOP_AGGREGATE}'])",
+        "message": f"{LOCK_AGGREGATE} and {STOP_AGGREGATE} are gpupool's own markers, not pools: "
+        "name another aggregate",
+    },
+]
+
+
+def _length_rules() -> list[dict[str, str]]:
+    """A move between an on-demand aggregate and a pool must fit in Nova's disabled_reason."""
+
+    def rule(condition: str, check: str, path: str, pool: str) -> dict[str, str]:
+        return {
+            "rule": f"!({condition}) || {check}",
+            "fieldPath": path,
+            "message": f"an on-demand aggregate and {pool} are more than {MAX_NAMES_LENGTH} characters "
+            "together: a move between them must fit in Nova's 255-character disabled_reason; shorten one "
+            "of the names",
+        }
+
+    def fits(name: str) -> str:
+        return f"{_ON_DEMAND}.all(o, size(o) + size({name}) <= {MAX_NAMES_LENGTH})"
+
+    return [
+        rule(_HAS_SPOT, fits(_SPOT), ".pools.spot.aggregate", "the spot aggregate"),
+        rule(_HAS_RUNPOD, fits(_RUNPOD), ".pools.runpod.aggregate", "the runpod aggregate"),
+        rule(
+            _HAS_CONTRACTS,
+            f"self.pools.contracts.all(c, {fits('c.aggregate')})",
+            ".pools.contracts",
+            "a contract aggregate",
+        ),
+    ]
+
+
 def _structural(schema: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any]:
     """The pydantic JSON schema as a Kubernetes structural schema."""
     definitions = schema.get("$defs", {})
@@ -235,7 +301,8 @@ def _structural(schema: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any
                 raise ValueError(f"cannot express a union of {variants} in a structural schema")
             if node.get("default", ...) is None:
                 node.pop("default")
-            node = {**convert(variants[0]), **node}
+            # Converted once, as a whole: its properties must still show whether they take null.
+            return convert({**variants[0], **node})
         if "const" in node:
             node["enum"] = [node.pop("const")]
         out: dict[str, Any] = {}
@@ -243,7 +310,8 @@ def _structural(schema: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any
             if key in _DROPPED or key == "$defs" or (key == "default" and not keep_defaults):
                 continue
             if key == "properties":
-                out[key] = {name: convert_property(child) for name, child in value.items()}
+                required = set(node.get("required", ()))
+                out[key] = {name: convert_property(child, name in required) for name, child in value.items()}
             elif key == "items":
                 out[key] = convert(value)
             else:
@@ -251,13 +319,20 @@ def _structural(schema: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any
         # type and description first: the manifest reads like `kubectl explain`.
         return {key: out[key] for key in sorted(out, key=lambda k: _KEY_ORDER.get(k, len(_KEY_ORDER)))}
 
-    def convert_property(node: dict[str, Any]) -> dict[str, Any]:
+    def convert_property(node: dict[str, Any], required: bool) -> dict[str, Any]:
         out = convert(node)
         may_be_absent = any(v.get("type") == "null" for v in node.get("anyOf", ()))
         if keep_defaults and not may_be_absent and out.get("type") == "object" and not out.get("required"):
             # `default: {}` makes the API server fill the nested defaults (policy.maxConcurrentMoves...)
             # when the user leaves the whole object out. Optional pools stay absent: absent is "unmanaged".
             out.setdefault("default", {})
+        if keep_defaults and not may_be_absent and not required:
+            # The API server drops an explicit null of a field that is not nullable (`dryRun:` in a Helm
+            # template whose value is unset) and puts the default in its place: dryRun false, hosts 0,
+            # excludeHosts empty. Kept, the null reaches the operator, which refuses the spec
+            # (InvalidSpec) as the CLI does. A field the models take None for stays non-nullable: its
+            # null is dropped, and absent means what None means.
+            out["nullable"] = True
         return out
 
     return convert(schema)
