@@ -87,7 +87,12 @@ class OnDemandSpec(_Model):
 class PoolSpec(_Model):
     aggregate: AggregateName | None = Field(default=None, description="Nova host aggregate of this pool.")
     hosts: int = Field(
-        default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the pool should hold."
+        ge=0,
+        le=MAX_HOSTS,
+        strict=True,
+        # Required, not 0 by default: a count left out (or a Helm value left unset, which
+        # `kubectl apply` drops) must not read as "empty this pool".
+        description="Number of hosts the pool should hold (0 empties it).",
     )
 
 
@@ -110,7 +115,10 @@ class ContractSpec(_Model):
         description='Nova host aggregate of this contract, e.g. "Contract-FLA-4145-0522-Flawless-16xRTX-A6000".',
     )
     hosts: int = Field(
-        default=0, ge=0, le=MAX_HOSTS, strict=True, description="Number of hosts the contract should hold."
+        ge=0,
+        le=MAX_HOSTS,
+        strict=True,
+        description="Number of hosts the contract should hold (0 empties it).",
     )
 
 
@@ -766,9 +774,21 @@ def _problems(
     error: ValidationError, root: str = "", model: type[BaseModel] | None = None
 ) -> list[tuple[tuple[Any, ...], str]]:
     """(where in the document, one readable line) per problem."""
+    details = error.errors(include_url=False)
+    # `host: 1` is one mistake, not two: its "did you mean 'hosts'" already says what a separate
+    # "hosts: is required" would.
+    misspelt = {
+        tuple(d["loc"][:-1]) + (close,)
+        for d in details
+        if d["type"] == "extra_forbidden"
+        and model is not None
+        and (close := _closest(model, tuple(d["loc"])))
+    }
     lines = []
-    for detail in error.errors(include_url=False):
+    for detail in details:
         loc = tuple(detail["loc"])
+        if detail["type"] == "missing" and loc in misspelt:
+            continue
         if detail["type"] == "invalid_key":
             loc = loc[:-1]  # the key itself is no place: its mapping is
         text = _message(detail)
@@ -807,6 +827,21 @@ def _parts(path: str) -> tuple[Any, ...]:
 
 
 def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    known = _known_fields(model, loc)
+    if known is None:
+        return ""
+    close = _closest(model, loc)
+    return f" (did you mean {close!r}?)" if close else f" (known fields: {', '.join(known)})"
+
+
+def _closest(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The known field an unknown key at `loc` most likely meant, if one is close."""
+    close = difflib.get_close_matches(str(loc[-1]), _known_fields(model, loc) or [], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The fields of the model that holds the key at `loc`; None when that is not a model."""
     current: Any = model
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -814,11 +849,9 @@ def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         fields = {info.alias or name: info for name, info in current.model_fields.items()}
         candidates = [m for m in _models_in(fields[part].annotation)] if part in fields else []
         if not candidates:
-            return ""
+            return None
         current = candidates[0]
-    known = [info.alias or name for name, info in current.model_fields.items()]
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known fields: {', '.join(known)})"
+    return [info.alias or name for name, info in current.model_fields.items()]
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

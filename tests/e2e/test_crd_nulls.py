@@ -39,18 +39,6 @@ NULLS = [
     ),
     ("paused", {"gpuType": "L40", "paused": None}, ("paused",), "spec.paused"),
     (
-        "hosts",
-        {"gpuType": "L40", "pools": {"spot": {"hosts": None}}},
-        ("pools", "spot", "hosts"),
-        "spec.pools.spot.hosts",
-    ),
-    (
-        "contract-hosts",
-        {"gpuType": "L40", "pools": {"contracts": [{"aggregate": "C-A", "hosts": None}]}},
-        ("pools", "contracts", 0, "hosts"),
-        "spec.pools.contracts[0].hosts",
-    ),
-    (
         "concurrency",
         {"gpuType": "L40", "policy": {"maxConcurrentMoves": None}},
         ("policy", "maxConcurrentMoves"),
@@ -89,16 +77,25 @@ def test_a_null_is_stored_as_null_and_the_operator_refuses_it(crd, how, case, sp
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client-side `kubectl apply` reads `hosts: null` as 'remove hosts' before the API server sees it; "
-    "an absent count means 0 in the models, so the pool is drained. Only a required hosts field would refuse it.",
-)
-def test_client_side_apply_of_a_null_count_is_refused(crd):
-    spec = {"gpuType": "L40", "pools": {"spot": {"hosts": None}}}
-    result = crd.kubectl("apply", "-f", "-", input=manifest("null-hosts-csa", spec), check=False)
-    stored = crd.kubectl_json("get", "ghp", "null-hosts-csa") if result.returncode == 0 else None
-    assert stored is None or at(stored["spec"], ("pools", "spot", "hosts")) is None, stored
+COUNTS = [
+    ("spot", {"spot": {"hosts": None}}, "spec.pools.spot.hosts"),
+    ("spot-left-out", {"spot": {}}, "spec.pools.spot.hosts"),
+    ("contract", {"contracts": [{"aggregate": "C-A", "hosts": None}]}, "spec.pools.contracts[0].hosts"),
+]
+
+
+@pytest.mark.parametrize("how", ["create", "apply", "server-side-apply"])
+@pytest.mark.parametrize(("case", "pools", "field"), COUNTS, ids=[c[0] for c in COUNTS])
+def test_a_null_or_missing_count_is_refused_by_every_kind_of_apply(crd, how, case, pools, field):
+    """A host count is required: null (an unset Helm value; plain `kubectl apply` drops it before
+    the API server sees it) or left out is refused, never read as "empty the pool"."""
+    name = f"count-{case}-{how}"
+    args = {"create": ["create"], "apply": ["apply"], "server-side-apply": ["apply", "--server-side"]}[how]
+    spec = {"gpuType": "L40", "pools": pools}
+    result = crd.kubectl(*args, "-f", "-", input=manifest(name, spec), check=False)
+    assert result.returncode != 0
+    assert f"{field}: " in result.stderr, result.stderr
+    assert crd.kubectl("get", "ghp", name, check=False).returncode != 0
 
 
 def test_the_examples_are_still_accepted(crd):
@@ -130,7 +127,7 @@ REFUSED = [
     ),
     (
         "contract-length",
-        {"onDemand": {"aggregates": [LONG]}, "pools": {"contracts": [{"aggregate": "c" * 30}]}},
+        {"onDemand": {"aggregates": [LONG]}, "pools": {"contracts": [{"aggregate": "c" * 30, "hosts": 1}]}},
         r"spec\.pools\.contracts: .*more than 218 characters together",
     ),
     (

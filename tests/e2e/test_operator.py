@@ -151,7 +151,10 @@ def test_examples_converge_and_read_well_in_kubectl(stack, kube):
             {
                 "gpuType": "L40",
                 "pools": {
-                    "contracts": [{"aggregate": "Contract-A", "hosts": 1}, {"aggregate": "Contract-A"}]
+                    "contracts": [
+                        {"aggregate": "Contract-A", "hosts": 1},
+                        {"aggregate": "Contract-A", "hosts": 2},
+                    ]
                 },
             },
             r"spec.pools.contracts.*each contract aggregate may appear once",

@@ -74,7 +74,7 @@ def test_minimal_spec_gets_every_default():
 
 def test_pool_aggregates_default_from_the_gpu_type():
     spec = GpuHostPoolSpec.model_validate(
-        {"gpuType": "RTX-A6000", "pools": {"spot": {}, "runpod": {"hosts": 2}}}
+        {"gpuType": "RTX-A6000", "pools": {"spot": {"hosts": 0}, "runpod": {"hosts": 2}}}
     )
     assert spec.pools.spot.aggregate == "RTX-A6000-n3-spot" and spec.pools.spot.hosts == 0
     assert spec.pools.runpod.aggregate == "RTX-A6000-n3-runpod" and spec.pools.runpod.hosts == 2
@@ -186,7 +186,7 @@ def test_empty_on_demand_list():
 
 
 def test_empty_aggregate_name():
-    assert problems({"gpuType": "L40", "pools": {"spot": {"aggregate": ""}}}) == [
+    assert problems({"gpuType": "L40", "pools": {"spot": {"aggregate": "", "hosts": 0}}}) == [
         "spec.pools.spot.aggregate: must not be empty"
     ]
 
@@ -204,14 +204,18 @@ def test_flags_must_be_booleans():
 @pytest.mark.parametrize(
     ("spec", "first", "second"),
     [
-        ({"pools": {"spot": {"aggregate": "L40-n3"}}}, "onDemand.aggregates[0]", "pools.spot.aggregate"),
         (
-            {"pools": {"spot": {}, "runpod": {"aggregate": "L40-n3-spot"}}},
+            {"pools": {"spot": {"aggregate": "L40-n3", "hosts": 0}}},
+            "onDemand.aggregates[0]",
+            "pools.spot.aggregate",
+        ),
+        (
+            {"pools": {"spot": {"hosts": 0}, "runpod": {"aggregate": "L40-n3-spot", "hosts": 0}}},
             "pools.spot.aggregate",
             "pools.runpod.aggregate",
         ),
         (
-            {"pools": {"runpod": {}, "contracts": [{"aggregate": "L40-n3-runpod"}]}},
+            {"pools": {"runpod": {"hosts": 0}, "contracts": [{"aggregate": "L40-n3-runpod", "hosts": 0}]}},
             "pools.runpod.aggregate",
             "pools.contracts[0].aggregate",
         ),
@@ -227,7 +231,10 @@ def test_an_aggregate_named_in_two_places(spec, first, second):
 
 def test_duplicate_contracts():
     (line,) = problems(
-        {"gpuType": "L40", "pools": {"contracts": [{"aggregate": "C"}, {"aggregate": "C", "hosts": 1}]}}
+        {
+            "gpuType": "L40",
+            "pools": {"contracts": [{"aggregate": "C", "hosts": 0}, {"aggregate": "C", "hosts": 1}]},
+        }
     )
     assert line.startswith(
         "spec.pools.contracts[1].aggregate: duplicate contract: 'C' is pools.contracts[0].aggregate already"
@@ -238,7 +245,10 @@ def test_every_duplicate_is_its_own_line():
     lines = problems(
         {
             "gpuType": "L40",
-            "pools": {"spot": {"aggregate": "L40-n3"}, "contracts": [{"aggregate": "C"}, {"aggregate": "C"}]},
+            "pools": {
+                "spot": {"aggregate": "L40-n3", "hosts": 0},
+                "contracts": [{"aggregate": "C", "hosts": 0}, {"aggregate": "C", "hosts": 0}],
+            },
         }
     )
     assert len(lines) == 2 and all(line.startswith("spec.pools.") for line in lines)
@@ -326,9 +336,15 @@ def test_a_missing_field_points_at_its_parent():
     text = FULL.replace("gpuType: L40", "gpuTyp: L40")
     with pytest.raises(SpecError) as caught:
         load_pools(text, source="f.yaml")
-    typo, spec_line = _line_of(text, "gpuTyp:"), _line_of(text, "spec:")
-    assert f"f.yaml:{typo}: spec.gpuTyp: unknown field" in str(caught.value)
-    assert f"f.yaml:{spec_line}: spec.gpuType: is required" in str(caught.value)
+    typo = _line_of(text, "gpuTyp:")
+    # One mistake, one line: the did-you-mean says what "gpuType: is required" would.
+    assert caught.value.problems == [
+        f"f.yaml:{typo}: spec.gpuTyp: unknown field: remove it or fix its spelling (did you mean 'gpuType'?)"
+    ]
+    text = FULL.replace("  gpuType: L40\n", "")
+    with pytest.raises(SpecError) as caught:
+        load_pools(text, source="f.yaml")
+    assert caught.value.problems == [f"f.yaml:{_line_of(text, 'spec:')}: spec.gpuType: is required"]
 
 
 @pytest.mark.parametrize(

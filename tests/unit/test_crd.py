@@ -94,7 +94,8 @@ def test_defaults_and_bounds_come_from_the_models():
     assert (
         "default" not in pools["spot"]["properties"]["aggregate"]
     )  # depends on gpuType: filled by the operator
-    assert pools["contracts"]["items"]["required"] == ["aggregate"]
+    assert pools["contracts"]["items"]["required"] == ["aggregate", "hosts"]
+    assert pools["spot"]["required"] == ["hosts"]  # a count left out never reads as "empty it"
     assert spec["properties"]["onDemand"]["properties"]["aggregates"]["minItems"] == 1
 
 

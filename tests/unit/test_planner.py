@@ -391,7 +391,7 @@ def test_shrinks_and_grows_share_the_budget():
 
 def test_pools_report_the_snapshot():
     snapshot = cloud({OD: ["b", "a", "x"], SPOT: ["s10", "s9"], RUNPOD: []}, [host("x", 1)])
-    result = plan(spec(pools={"spot": {"hosts": 3}, "runpod": {}}), snapshot)
+    result = plan(spec(pools={"spot": {"hosts": 3}, "runpod": {"hosts": 0}}), snapshot)
     assert result.pools.spot == PoolState("spot", SPOT, 3, 2, ("s9", "s10"))
     assert result.pools.runpod == PoolState("runpod", RUNPOD, 0, 0, ())
     assert result.pools.contracts == ()
