@@ -164,6 +164,12 @@ def _add_plan(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
+    _add_spec_arguments(parser)
+    parser.set_defaults(handler=_plan)
+
+
+def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """What plan and reconcile share: the spec files, the cloud, the output format."""
     parser.add_argument(
         "-f",
         "--filename",
@@ -175,7 +181,6 @@ def _add_plan(subparsers) -> None:
     )
     _add_cloud_argument(parser)
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
-    parser.set_defaults(handler=_plan)
 
 
 def _add_reconcile(subparsers) -> None:
@@ -187,17 +192,7 @@ def _add_reconcile(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common()],
     )
-    parser.add_argument(
-        "-f",
-        "--filename",
-        required=True,
-        action="append",
-        metavar="FILE|FOLDER",
-        help="GpuHostPool YAML (or JSON) file, or a folder of .yaml/.yml/.json files; give -f as often as "
-        "needed",
-    )
-    _add_cloud_argument(parser)
-    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    _add_spec_arguments(parser)
     parser.add_argument(
         "--max-passes",
         type=_at_least(1, "passes", kind=int),
@@ -429,11 +424,13 @@ def _stop(args) -> int:
     return EXIT_CONVERGED
 
 
-def _cloud_line(name: str, cloud) -> str:
-    """Which cloud, clouds.yaml and Keystone a command acts on, said before it does."""
+def _cloud_line(name: str, cloud, source: str | None = None) -> str:
+    """Which cloud (and where its name came from), clouds.yaml and Keystone a command acts on,
+    said before it does."""
     from .cloud import config_file
 
-    return f"cloud {name!r} from {config_file() or 'the environment'}, Keystone {cloud.auth_url}"
+    named = f"cloud {name!r} ({source})" if source else f"cloud {name!r}"
+    return f"{named} from {config_file() or 'the environment'}, Keystone {cloud.auth_url}"
 
 
 def _resume(args) -> int:
@@ -580,7 +577,7 @@ def _clouds(pools, args) -> Iterator[dict]:
     """Connections to every cloud the specs act on. Each is named on stderr before anything is
     done with it (the entry, where the name came from, the clouds.yaml, Keystone's URL): a run
     never acts on a cloud the user did not see named."""
-    from .cloud import Cloud, config_file
+    from .cloud import Cloud
 
     users: dict[str, list[str]] = {}
     for pool in pools:
@@ -597,11 +594,7 @@ def _clouds(pools, args) -> Iterator[dict]:
         for name in sorted(users):
             cloud = opened[name] = Cloud(name)
             source = "--os-cloud" if args.os_cloud else f"spec.cloud of {', '.join(users[name])}"
-            print(
-                f"gpupool {args.command}: cloud {name!r} ({source}) from {config_file() or 'the environment'}, "
-                f"Keystone {cloud.auth_url}",
-                file=sys.stderr,
-            )
+            print(f"gpupool {args.command}: {_cloud_line(name, cloud, source)}", file=sys.stderr)
         yield opened
     finally:
         for cloud in opened.values():

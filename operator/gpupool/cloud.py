@@ -44,7 +44,7 @@ from .errors import (
 )
 from .intent import stop_reason
 from .model import Aggregate, Host, HostNow, Snapshot
-from .redact import RedactFilter, redact, redact_url
+from .redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +156,6 @@ class Cloud:
             raise CloudConfigError(_auth_settings_problem(cloud_name, source, exc)) from None
         except (AttributeError, ValueError, TypeError) as exc:  # the loader on a malformed file
             raise CloudConfigError(_malformed_entry(cloud_name, exc)) from None
-        finally:
-            _guard_library_logs()  # the auth plugin's modules (and loggers) are imported by now
         if region.config.get("api_timeout") is None:
             region.config["api_timeout"] = timeout
         return openstack.connection.Connection(config=region)
@@ -714,34 +712,6 @@ def _quiet_plugin_lookup() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(drop)
-
-
-_LIBRARIES = frozenset({"keystoneauth", "keystoneauth1", "openstack", "urllib3", "requests", "stevedore"})
-_REDACT = RedactFilter()
-# Loggers that log before (or without) the modules that make them being imported at our import.
-_EARLY_LOGGERS = (
-    "openstack.config",
-    "keystoneauth.session",
-    "keystoneauth.discover",
-    "keystoneauth.identity.generic.base",
-    "urllib3.connectionpool",
-)
-
-
-def _guard_library_logs() -> None:
-    """Redact the records of every logger the HTTP and auth libraries have made so far.
-
-    keystoneauth logs the whole auth_url ("Failed to discover available identity versions when
-    contacting http://user:pass@...") and urllib3 the path with its query string. A filter on a
-    logger sees only the records logged on that very logger, so each one gets it."""
-    for name in {*_EARLY_LOGGERS, *logging.root.manager.loggerDict}:
-        if name.split(".")[0] in _LIBRARIES:
-            logger = logging.getLogger(name)
-            if _REDACT not in logger.filters:
-                logger.addFilter(_REDACT)
-
-
-_guard_library_logs()
 
 
 def config_file() -> str | None:

@@ -290,14 +290,13 @@ class Controller:
         try:
             cloud = self._cloud(cloud_name)
             snapshot = cloud.snapshot()
-        except CloudError as exc:
-            for view in group:
-                self._publisher(view).cloud_error(str(exc))
-            return min(self.interval_s, CLOUD_RETRY_S)
         except Exception as exc:  # noqa: BLE001 - one cloud's surprise must not stop the others
-            # The text of an exception we did not expect may carry what clouds.yaml holds: only its type.
-            log.error("cloud %r: connecting failed unexpectedly (%s)", cloud_name, type(exc).__name__)
-            message = f"connecting to cloud {cloud_name!r} failed ({type(exc).__name__}); check its clouds.yaml entry"
+            if isinstance(exc, CloudError):
+                message = str(exc)
+            else:
+                # The text of an exception we did not expect may carry what clouds.yaml holds: only its type.
+                log.error("cloud %r: connecting failed unexpectedly (%s)", cloud_name, type(exc).__name__)
+                message = f"connecting to cloud {cloud_name!r} failed ({type(exc).__name__}); check its clouds.yaml entry"
             for view in group:
                 self._publisher(view).cloud_error(message)
             return min(self.interval_s, CLOUD_RETRY_S)

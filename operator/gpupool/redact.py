@@ -1,7 +1,7 @@
 """Credentials out of text: the `user:pass@` of a URL, its query string, and `password=...`-like
 pairs. Used on every message built from a library's exception text (keystoneauth and urllib3 put
-the whole auth_url, userinfo and query included, into theirs) and on the log records of those
-libraries. Pure: no I/O, no imports from the rest of gpupool.
+the whole auth_url, userinfo and query included, into theirs) and, through the root logger's
+handlers, on every log record. Pure: no I/O, no imports from the rest of gpupool.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def guard_root_handlers() -> None:
 
 
 class RedactFilter(logging.Filter):
-    """A logging filter that redacts a record's message (and drops its traceback text's secrets)
-    before any handler formats it. Attach it to a handler to cover every logger, or to the loggers
-    of a library (a logger's filters see only the records logged on that very logger)."""
+    """A logging filter that redacts a record's message (and its traceback text) before the handler
+    formats it. On a handler it covers every logger whose records reach that handler (a logger's
+    own filters would see only the records logged on that very logger)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
