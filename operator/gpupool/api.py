@@ -567,6 +567,11 @@ def load_pools(text: str, source: str = "") -> list[GpuHostPool]:
 
     Problems name `source` (a file name) and the line: `pools.yaml:7: spec.gpuType: is required`.
     """
+    return [pool for pool, _ in load_pools_with_lines(text, source)]
+
+
+def load_pools_with_lines(text: str, source: str = "") -> list[tuple[GpuHostPool, int]]:
+    """load_pools, each GpuHostPool with the line of its metadata.name (to name where it is)."""
     where = source or "<input>"
     try:
         documents = _documents(text)
@@ -574,32 +579,29 @@ def load_pools(text: str, source: str = "") -> list[GpuHostPool]:
         raise SpecError([f"{where}:{error.line}: {error.text}"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        line = f"{mark.line + 1}" if mark is not None else "1"
+        at = mark.line + 1 if mark is not None else 1
         what = getattr(error, "problem", None) or str(error).splitlines()[0]
         context = getattr(error, "context", None)
         raise SpecError(
-            [f"{where}:{line}: not valid YAML: {what}{f' ({context})' if context else ''}"]
+            [f"{where}:{at}: not valid YAML: {what}{f' ({context})' if context else ''}"]
         ) from None
     documents = [(node, data) for node, data in documents if data is not None]
     if not documents:
         raise SpecError(
             [f"{where}:1: no GpuHostPool in this file (it is empty); write one, see examples/pools/"]
         )
-    pools, problems, lines = [], [], {}
+    pools: list[tuple[GpuHostPool, int]] = []
+    problems = []
     for node, document in documents:
         try:
-            pool = parse_pool(document, where=where, node=node)
-            pools.append(pool)
-            lines[id(pool)] = _line(node, ("metadata", "name"))
+            pools.append((parse_pool(document, where=where, node=node), _line(node, ("metadata", "name"))))
         except SpecError as error:
             problems.extend(error.problems)
-    seen: dict[str, GpuHostPool] = {}
-    for pool in pools:
+    seen: set[str] = set()
+    for pool, line in pools:
         if pool.name in seen:
-            problems.append(
-                f"{where}:{lines[id(pool)]}: metadata.name: {pool.name!r} appears twice in this file"
-            )
-        seen.setdefault(pool.name, pool)
+            problems.append(f"{where}:{line}: metadata.name: {pool.name!r} appears twice in this file")
+        seen.add(pool.name)
     if problems:
         raise SpecError(problems)
     return pools

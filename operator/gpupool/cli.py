@@ -523,31 +523,16 @@ def _read_spec_text(file) -> str:
     return text
 
 
-def _name_lines(text: str) -> dict[str, int]:
-    """{metadata.name: its 1-based line} for each document of a spec file that parsed already."""
-    lines: dict[str, int] = {}
-    for document in yaml.compose_all(text, Loader=yaml.SafeLoader):
-        if not isinstance(document, yaml.MappingNode):
-            continue
-        for key, value in document.value:
-            if key.value != "metadata" or not isinstance(value, yaml.MappingNode):
-                continue
-            for inner_key, inner in value.value:
-                if inner_key.value == "name" and isinstance(inner, yaml.ScalarNode):
-                    lines.setdefault(inner.value, inner_key.start_mark.line + 1)
-    return lines
-
-
 def _load_pools(paths: list[str], command: str = "plan"):
     """Every GpuHostPool in the files and folders given (-f, as often as wanted), in that order."""
-    from .api import SpecError, load_pools
+    from .api import SpecError, load_pools_with_lines
 
     pools, problems = [], []
     where: dict[str, list[str]] = {}  # name -> ["file:line", ...]
     for file in _spec_files(paths, command):
         try:
             text = _read_spec_text(file)
-            found = load_pools(text, source=str(file))
+            found = load_pools_with_lines(text, source=str(file))
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
@@ -557,10 +542,9 @@ def _load_pools(paths: list[str], command: str = "plan"):
         except OSError as exc:
             problems.append(f"{file}: cannot read it: {exc.strerror or exc}")
             continue
-        lines = _name_lines(text)
-        for pool in found:
-            where.setdefault(pool.name, []).append(f"{file}:{lines.get(pool.name, 1)}")
-        pools.extend(found)
+        for pool, line in found:
+            where.setdefault(pool.name, []).append(f"{file}:{line}")
+            pools.append(pool)
     for name, places in where.items():
         if len(places) > 1:
             problems.append(
