@@ -5,6 +5,7 @@ them, so a killed test run leaves nothing behind. Standard library only."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,10 @@ def tail(path: Path, n: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now, for a daemon (or the operator under test) to take."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

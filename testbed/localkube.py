@@ -40,7 +40,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -51,7 +50,7 @@ import urllib.request
 from pathlib import Path
 
 from testbed.cache import GoBuildFailed, cache_root, find_go, go_build_into, locked
-from testbed.daemons import spawn, tail
+from testbed.daemons import free_port, spawn, tail
 
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "kube-apiserver"
@@ -217,12 +216,6 @@ def wait_established(kubectl: str | Path, env: dict[str, str], *crds: str, timeo
 
 
 # ------------------------------------------------------------------------ credentials
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _openssl(*args: str) -> None:
@@ -525,7 +518,7 @@ def _start_once(
     tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
     tokens.chmod(0o600)
 
-    etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
+    etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     etcd_url = f"http://{HOST}:{etcd_port}"
     server = f"https://{HOST}:{api_port}"
     procs: list[subprocess.Popen] = []

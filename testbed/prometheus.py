@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.cache import cache_root, locked
-from testbed.daemons import spawn, tail
+from testbed.daemons import free_port, spawn, tail
 
 HOST = "127.0.0.1"
 PACKAGE = "prometheus"
@@ -228,12 +227,6 @@ def check_metrics(text: str, binaries: Binaries | None = None) -> subprocess.Com
 
 
 # --------------------------------------------------------------------------- the server
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def config(
@@ -437,7 +430,7 @@ def start(
 
 def _start_once(sd: Path, b: Binaries, timeout: float, temporary: bool, die_with_parent: bool) -> Server:
     shutil.rmtree(sd / "data", ignore_errors=True)
-    port = _free_port()
+    port = free_port()
     log = sd / "prometheus.log"
     cmd = [
         str(b.prometheus),

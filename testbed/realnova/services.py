@@ -34,7 +34,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import string
 import subprocess
@@ -47,6 +46,7 @@ import urllib.request
 from pathlib import Path
 
 from testbed.cache import cache_root
+from testbed.daemons import free_port
 
 # The package directory: the service configs, and the scripts the real-Nova venv runs by path.
 HERE = Path(__file__).resolve().parent
@@ -134,12 +134,6 @@ def ensure_installed(log=print) -> Path:
 
 
 # -- the running services -------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -292,7 +286,7 @@ class RealNova:
         self.state.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         (self.state / "lock").mkdir(exist_ok=True)
-        ports = {name: _free_port() for name in ("keystone", "placement", "nova", "network")}
+        ports = {name: free_port() for name in ("keystone", "placement", "nova", "network")}
         template = _load_template(self.venv)
         password = template["password"] if template else secrets.token_urlsafe(24)
         keystone_url = f"http://127.0.0.1:{ports['keystone']}"

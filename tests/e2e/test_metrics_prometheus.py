@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import socket
 import time
 import urllib.request
 
@@ -19,6 +18,7 @@ import pytest
 
 from novasim.testing import SimProcess
 from testbed import prometheus as testbed_prometheus
+from testbed.daemons import free_port
 from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
@@ -80,12 +80,6 @@ MAY_BE_EMPTY = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def crd(kube):
     kube.kubectl("apply", "-f", str(REPO / "crds"))
@@ -98,7 +92,7 @@ def scenario(crd, tmp_path, start_prometheus):
     """novasim, two replicas serving /metrics, a Prometheus scraping both with the alert rules."""
     sim = SimProcess(FLEET, tmp_path / "sim", latency_ms=100).start()
     peering = new_peering()
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     operators = [
         OperatorProcess(
             crd, sim, tmp_path, interval=5, peering=peering, identity=f"metrics-{i}", metrics_port=port

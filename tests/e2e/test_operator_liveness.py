@@ -4,21 +4,15 @@ answer, so Kubernetes never restarts a healthy standby."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 import pytest
 
 from novasim.testing import SimProcess
+from testbed.daemons import free_port
 from tests.e2e.operator_helpers import REPO, OperatorProcess, new_peering, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthz(url: str):

@@ -6,13 +6,13 @@ Real `gpupool run --log-format json`, a real kube-apiserver, novasim."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 import pytest
 import yaml
 
 from novasim.testing import SimProcess
+from testbed.daemons import free_port
 from tests.e2e.operator_helpers import (
     REPO,
     OperatorProcess,
@@ -28,12 +28,6 @@ FLEET = {
     "aggregates": [{"name": "L40-n3", "hosts": ["gpu-l40-[001-004]"]}, {"name": "L40-n3-spot", "hosts": []}]
 }
 SECRETS = ("S3cretInUrl", "QuerySecret", "Pw-Unique-4711")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _with_secrets(clouds_yaml, auth_port: int | None = None) -> str:
@@ -76,7 +70,7 @@ def test_no_secret_of_clouds_yaml_reaches_a_log_a_status_an_event_or_a_metric(ku
         identity="secrets",
         extra_args=("--log-format", "json", "-v"),
         env_extra={"OS_CLIENT_CONFIG_FILE": str(leaky)},
-        metrics_port=_free_port(),
+        metrics_port=free_port(),
     )
     try:
         kube.apply(ghp("l40", gpuType="L40", cloud="sim", pools={"spot": {"hosts": 1}}))

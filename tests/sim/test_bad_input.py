@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import yaml
 
+from testbed.daemons import free_port
 from tests.sim.reconcile_helpers import membership, pool_spec, run_gpupool, small_fleet, write_spec
 
 ACTION = "POST /compute/v2.1/os-aggregates/{aggregate_id}/action"
@@ -53,19 +52,13 @@ def test_unknown_cloud_name_lists_the_known_ones(start_sim, tmp_path):
     assert "prod-typo" in message and "sim" in message
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_keystone_and_wrong_password(start_sim, tmp_path):
     sim = start_sim(small_fleet(on_demand=4))
     clouds = yaml.safe_load(sim.clouds_yaml.read_text())
     good = clouds["clouds"]["sim"]
     clouds["clouds"]["gone"] = {
         **good,
-        "auth": {**good["auth"], "auth_url": f"http://127.0.0.1:{_free_port()}/v3"},
+        "auth": {**good["auth"], "auth_url": f"http://127.0.0.1:{free_port()}/v3"},
     }
     clouds["clouds"]["badpw"] = {**good, "auth": {**good["auth"], "password": "hunter2-wrong"}}
     sim.clouds_yaml.write_text(yaml.safe_dump(clouds))
